@@ -1,0 +1,171 @@
+// Package app assembles fanout from its parts — AWS clients, store,
+// pipeline workers, HTTP server — and runs them until told to stop. The
+// production binary (main.go), the dev entry point (cmd/fanout-dev) and the
+// end-to-end tests all run this one wiring.
+package app
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodbstreams"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/fanout/fanout/pipeline"
+	"github.com/fanout/fanout/server"
+	"github.com/fanout/fanout/store"
+)
+
+// readyCacheFor spaces out readiness probes' AWS calls: an orchestrator
+// polling /readyz every second costs one DescribeStreamSummary per 5 s.
+const readyCacheFor = 5 * time.Second
+
+// App is one running fanout task: the HTTP API and both KCL workers.
+type App struct {
+	cfg        Config
+	log        *zap.Logger
+	ln         net.Listener
+	handler    http.Handler
+	aggregator *pipeline.Worker
+	publisher  *pipeline.Worker
+	calls      *CallCounter
+}
+
+// New connects to AWS through awsCfg, creates the resources when
+// cfg.CreateResources is set, and opens the listener; the workers start in
+// Run. Every AWS call it and its parts make is counted in Calls.
+func New(ctx context.Context, cfg Config, awsCfg aws.Config, log *zap.Logger) (*App, error) {
+	if awsCfg.Region == "" {
+		return nil, errors.New("no AWS region: set AWS_REGION (e.g. us-east-1)")
+	}
+	if cfg.WorkerID == "" {
+		cfg.WorkerID = defaultWorkerID()
+	}
+	calls := NewCallCounter()
+	awsCfg = awsCfg.Copy()
+	awsCfg.APIOptions = append(awsCfg.APIOptions, calls.Middleware)
+	routeGlobalLogs(log)
+
+	ddb := dynamodb.NewFromConfig(awsCfg)
+	kc := kinesis.NewFromConfig(awsCfg)
+	streams := dynamodbstreams.NewFromConfig(awsCfg)
+	st := store.New(ddb, sqs.NewFromConfig(awsCfg), store.Tables{
+		Agents:           cfg.AgentsTable,
+		Subscribers:      cfg.SubscribersTable,
+		SubscriberEvents: cfg.SubscriberEventsTable,
+		DeadLetters:      cfg.DeadLettersTable,
+	})
+
+	if cfg.CreateResources {
+		log.Info("creating missing resources", zap.String("stream", cfg.Stream))
+		if err := st.CreateTables(ctx, cfg.AggregatorLeaseTable, cfg.PublisherLeaseTable); err != nil {
+			return nil, err
+		}
+		if err := pipeline.EnsureStream(ctx, kc, cfg.Stream, cfg.StreamShards); err != nil {
+			return nil, err
+		}
+	}
+	streamARN, err := st.StreamARN(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%w (deploy the tables from deploy/, or set FANOUT_CREATE_RESOURCES=true for a local run)", err)
+	}
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on FANOUT_ADDR=%s: %w", cfg.Addr, err)
+	}
+
+	a := &App{cfg: cfg, log: log, ln: ln, calls: calls}
+	agg := pipeline.NewAggregator(st, st, st, st, log)
+	a.aggregator = pipeline.NewAggregatorWorker(pipeline.WorkerConfig{
+		Name: cfg.AggregatorLeaseTable, Stream: cfg.Stream, Region: awsCfg.Region, WorkerID: cfg.WorkerID,
+	}, kc, ddb, agg, log)
+	pub := pipeline.NewPublisher(st, st, st, log)
+	a.publisher = pipeline.NewPublisherWorker(pipeline.WorkerConfig{
+		Name: cfg.PublisherLeaseTable, Stream: streamARN, Region: awsCfg.Region, WorkerID: cfg.WorkerID,
+	}, awsCfg, streams, ddb, pub, log)
+
+	ready := &readiness{check: func(ctx context.Context) error {
+		if !a.aggregator.Running() || !a.publisher.Running() {
+			return errors.New("pipeline workers are not running")
+		}
+		return pipeline.PingStream(ctx, kc, cfg.Stream)
+	}}
+	a.handler = server.New(server.Config{}, st, st, pipeline.NewIngest(kc, cfg.Stream), ready, log)
+	return a, nil
+}
+
+// Addr is the address the API listens on.
+func (a *App) Addr() string { return a.ln.Addr().String() }
+
+// Calls counts the AWS calls made so far, by service and operation.
+func (a *App) Calls() *CallCounter { return a.calls }
+
+// Run serves the API and runs both workers until ctx is cancelled, then
+// stops them within cfg.ShutdownTimeout: the listener closes, in-flight
+// requests drain, batches in hand finish and are checkpointed, leases are
+// released. It returns nil after a clean stop, or the first error that
+// stopped the task.
+func (a *App) Run(ctx context.Context) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		return a.aggregator.Run(gctx, a.cfg.ShutdownTimeout)
+	})
+	g.Go(func() error {
+		return a.publisher.Run(gctx, a.cfg.ShutdownTimeout)
+	})
+	g.Go(func() error {
+		return server.Serve(gctx, a.ln, a.handler, a.cfg.ShutdownTimeout)
+	})
+	a.log.Info("fanout running", zap.String("addr", a.Addr()), zap.String("worker_id", a.cfg.WorkerID))
+	err := g.Wait()
+	if err != nil {
+		a.log.Error("fanout stopped", zap.Error(err))
+		return err
+	}
+	a.log.Info("fanout stopped")
+	return nil
+}
+
+// readiness caches the result of check for readyCacheFor.
+type readiness struct {
+	check func(context.Context) error
+
+	mu   sync.Mutex
+	at   time.Time
+	last error
+}
+
+func (r *readiness) Ready(ctx context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.at.IsZero() && time.Since(r.at) < readyCacheFor && r.last == nil {
+		return nil
+	}
+	r.last = r.check(ctx)
+	r.at = time.Now()
+	return r.last
+}
+
+// defaultWorkerID names this task in the lease tables: the host name (the
+// task's on Fargate) and a random suffix, so a restarted task never
+// mistakes its predecessor's leases for its own.
+func defaultWorkerID() string {
+	host, _ := os.Hostname()
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return host + "-" + hex.EncodeToString(b)
+}

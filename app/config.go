@@ -1,0 +1,139 @@
+package app
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.uber.org/zap/zapcore"
+)
+
+// Defaults for Config. Resource names are the ones deploy/ creates.
+const (
+	defaultAddr                  = ":8080"
+	defaultStream                = "fanout-events"
+	defaultAgentsTable           = "fanout-agents"
+	defaultSubscribersTable      = "fanout-subscribers"
+	defaultSubscriberEventsTable = "fanout-subscriber-events"
+	defaultDeadLettersTable      = "fanout-dead-letters"
+	defaultAggregatorLeaseTable  = "fanout-aggregator-leases"
+	defaultPublisherLeaseTable   = "fanout-publisher-leases"
+	// defaultStreamShards applies only when fanout creates the stream itself
+	// (local runs): two shards exercise lease sharing without costing much.
+	defaultStreamShards = 2
+	// defaultShutdownTimeout leaves 5 s of ECS's default 30 s stop timeout
+	// for the runtime to exit after draining HTTP and releasing leases.
+	defaultShutdownTimeout = 25 * time.Second
+)
+
+// Config is fanout's configuration, read from the environment. AWS settings
+// (region, credentials, AWS_ENDPOINT_URL and the per-service
+// AWS_ENDPOINT_URL_<SERVICE>) are read by the AWS SDK itself, not here.
+type Config struct {
+	Addr                  string
+	Stream                string
+	AgentsTable           string
+	SubscribersTable      string
+	SubscriberEventsTable string
+	DeadLettersTable      string
+	AggregatorLeaseTable  string
+	PublisherLeaseTable   string
+	CreateResources       bool
+	StreamShards          int
+	ShutdownTimeout       time.Duration
+	LogLevel              zapcore.Level
+	// WorkerID names this task in the KCL lease tables; empty means the
+	// host name plus a random suffix.
+	WorkerID string
+}
+
+// Variable documents one environment variable fanout reads.
+type Variable struct {
+	Name    string
+	Default string
+	Doc     string
+}
+
+// Variables lists every environment variable fanout reads (besides the AWS
+// SDK's own). The README's configuration table and deploy/ follow it.
+var Variables = []Variable{
+	{"FANOUT_ADDR", defaultAddr, "HTTP listen address."},
+	{"FANOUT_STREAM", defaultStream, "Kinesis stream producers publish to."},
+	{"FANOUT_AGENTS_TABLE", defaultAgentsTable, "DynamoDB table of agents."},
+	{"FANOUT_SUBSCRIBERS_TABLE", defaultSubscribersTable, "DynamoDB table of subscriptions."},
+	{"FANOUT_SUBSCRIBER_EVENTS_TABLE", defaultSubscriberEventsTable, "DynamoDB table of per-subscriber events (stream NEW_IMAGE, TTL)."},
+	{"FANOUT_DEAD_LETTERS_TABLE", defaultDeadLettersTable, "DynamoDB table where records that cannot be processed are set aside."},
+	{"FANOUT_AGGREGATOR_LEASE_TABLE", defaultAggregatorLeaseTable, "KCL lease table (and application name) of the aggregator."},
+	{"FANOUT_PUBLISHER_LEASE_TABLE", defaultPublisherLeaseTable, "KCL lease table (and application name) of the publisher."},
+	{"FANOUT_CREATE_RESOURCES", "false", "true: create missing stream and tables at start and wait until active (local runs; production resources come from deploy/)."},
+	{"FANOUT_STREAM_SHARDS", strconv.Itoa(defaultStreamShards), "Shard count when fanout creates the stream."},
+	{"FANOUT_SHUTDOWN_TIMEOUT", defaultShutdownTimeout.String(), "How long SIGTERM may take: drain HTTP, finish batches, checkpoint, release leases."},
+	{"FANOUT_LOG_LEVEL", "info", "debug, info, warn or error."},
+	{"FANOUT_WORKER_ID", "host name + random suffix", "Name of this task in the KCL lease tables."},
+}
+
+// ConfigFromEnv reads Config through getenv (os.Getenv in production). The
+// error names every variable that is wrong and what to put there.
+func ConfigFromEnv(getenv func(string) string) (Config, error) {
+	str := func(name, def string) string {
+		if v := strings.TrimSpace(getenv(name)); v != "" {
+			return v
+		}
+		return def
+	}
+	c := Config{
+		Addr:                  str("FANOUT_ADDR", defaultAddr),
+		Stream:                str("FANOUT_STREAM", defaultStream),
+		AgentsTable:           str("FANOUT_AGENTS_TABLE", defaultAgentsTable),
+		SubscribersTable:      str("FANOUT_SUBSCRIBERS_TABLE", defaultSubscribersTable),
+		SubscriberEventsTable: str("FANOUT_SUBSCRIBER_EVENTS_TABLE", defaultSubscriberEventsTable),
+		DeadLettersTable:      str("FANOUT_DEAD_LETTERS_TABLE", defaultDeadLettersTable),
+		AggregatorLeaseTable:  str("FANOUT_AGGREGATOR_LEASE_TABLE", defaultAggregatorLeaseTable),
+		PublisherLeaseTable:   str("FANOUT_PUBLISHER_LEASE_TABLE", defaultPublisherLeaseTable),
+		StreamShards:          defaultStreamShards,
+		ShutdownTimeout:       defaultShutdownTimeout,
+		LogLevel:              zapcore.InfoLevel,
+		WorkerID:              str("FANOUT_WORKER_ID", ""),
+	}
+	var errs []error
+	if v := getenv("FANOUT_CREATE_RESOURCES"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("FANOUT_CREATE_RESOURCES=%q: use true or false", v))
+		}
+		c.CreateResources = b
+	}
+	if v := getenv("FANOUT_STREAM_SHARDS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 500 {
+			errs = append(errs, fmt.Errorf("FANOUT_STREAM_SHARDS=%q: use a whole number from 1 to 500", v))
+		}
+		c.StreamShards = n
+	}
+	if v := getenv("FANOUT_SHUTDOWN_TIMEOUT"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < time.Second {
+			errs = append(errs, fmt.Errorf("FANOUT_SHUTDOWN_TIMEOUT=%q: use a duration of at least 1s, e.g. 25s", v))
+		}
+		c.ShutdownTimeout = d
+	}
+	if v := getenv("FANOUT_LOG_LEVEL"); v != "" {
+		if err := c.LogLevel.UnmarshalText([]byte(v)); err != nil {
+			errs = append(errs, fmt.Errorf("FANOUT_LOG_LEVEL=%q: use debug, info, warn or error", v))
+		}
+	}
+	names := map[string]string{}
+	for _, n := range []struct{ v, name string }{
+		{c.AgentsTable, "FANOUT_AGENTS_TABLE"}, {c.SubscribersTable, "FANOUT_SUBSCRIBERS_TABLE"},
+		{c.SubscriberEventsTable, "FANOUT_SUBSCRIBER_EVENTS_TABLE"}, {c.DeadLettersTable, "FANOUT_DEAD_LETTERS_TABLE"},
+		{c.AggregatorLeaseTable, "FANOUT_AGGREGATOR_LEASE_TABLE"}, {c.PublisherLeaseTable, "FANOUT_PUBLISHER_LEASE_TABLE"},
+	} {
+		if other, dup := names[n.v]; dup {
+			errs = append(errs, fmt.Errorf("%s and %s both name table %q: each table needs its own name", other, n.name, n.v))
+		}
+		names[n.v] = n.name
+	}
+	return c, errors.Join(errs...)
+}

@@ -1,0 +1,124 @@
+// Command fanout-dev runs fanout on an in-process AWS emulator
+// (github.com/sivchari/kumo): no Docker, no AWS account. It serves the
+// emulator on a fixed local address so the aws CLI can play producer and
+// agent, creates every resource, and runs the production wiring (package
+// app) against it. Ctrl-C stops it cleanly.
+//
+// It is a separate main package so that the production binary never links
+// the emulator.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/smithy-go/middleware"
+	"github.com/sivchari/kumo"
+
+	"github.com/fanout/fanout/app"
+)
+
+// defaultAWSAddr is where the emulator is served: LocalStack's usual port,
+// which the aws CLI examples in README.md use.
+const defaultAWSAddr = "127.0.0.1:4566"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "fanout-dev:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context) error {
+	cfg, err := app.ConfigFromEnv(os.Getenv)
+	if err != nil {
+		return err
+	}
+	cfg.CreateResources = true
+	awsAddr := os.Getenv("FANOUT_DEV_AWS_ADDR")
+	if awsAddr == "" {
+		awsAddr = defaultAWSAddr
+	}
+	log := app.NewLogger(cfg.LogLevel)
+	defer log.Sync() //nolint:errcheck // stderr
+
+	emu := kumo.NewServer()
+	defer emu.Close()
+	target, err := url.Parse(emu.URL)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", awsAddr)
+	if err != nil {
+		return fmt.Errorf("serve the emulator on FANOUT_DEV_AWS_ADDR=%s: %w (set another address)", awsAddr, err)
+	}
+	proxy := &http.Server{Handler: httputil.NewSingleHostReverseProxy(target), ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := proxy.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Sugar().Errorf("emulator proxy: %v", err)
+		}
+	}()
+	defer proxy.Close()
+
+	awsEndpoint := "http://" + ln.Addr().String()
+	awsCfg := aws.Config{
+		Region:       "us-east-1",
+		Credentials:  credentials.NewStaticCredentialsProvider("test", "test", ""),
+		BaseEndpoint: aws.String(awsEndpoint),
+		APIOptions:   []func(*middleware.Stack) error{skipDynamoDBChecksum},
+	}
+	a, err := app.New(ctx, cfg, awsCfg, log)
+	if err != nil {
+		return err
+	}
+	fmt.Printf(`
+fanout is running on the in-process AWS emulator.
+
+  API:           %s
+  AWS endpoint:  %s   (region us-east-1, any credentials)
+  Kinesis stream %s
+
+  export AWS_ENDPOINT_URL=%s AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test
+
+Ctrl-C stops it.
+
+`, localURL(a.Addr()), awsEndpoint, cfg.Stream, awsEndpoint)
+	return a.Run(ctx)
+}
+
+// localURL turns a listen address into a URL a local client can use.
+func localURL(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "http://" + addr
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = "localhost"
+	}
+	return "http://" + net.JoinHostPort(host, port)
+}
+
+// skipDynamoDBChecksum drops the DynamoDB client's response CRC32 check:
+// the emulator sends no checksum, and the SDK would log a warning for every
+// response.
+func skipDynamoDBChecksum(stack *middleware.Stack) error {
+	const id = "DynamoDB:ResponseChecksumValidation"
+	if _, ok := stack.Deserialize.Get(id); !ok {
+		return nil
+	}
+	_, err := stack.Deserialize.Remove(id)
+	return err
+}

@@ -1,0 +1,162 @@
+// Package awstest gives tests a real AWS endpoint: a container
+// (FANOUT_TEST_CONTAINERS=1), the endpoint in AWS_ENDPOINT_URL (LocalStack,
+// say), or else one in-process kumo emulator per test binary. Only _test
+// files import it.
+package awstest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodbstreams"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/smithy-go/middleware"
+	"github.com/sivchari/kumo"
+)
+
+const (
+	// region and the static credentials are what emulators accept; they
+	// check neither.
+	region    = "us-east-1"
+	accessKey = "test"
+	secretKey = "test"
+
+	// dynamoDBChecksumMiddleware is the ID of the DynamoDB client's
+	// response CRC32 check. kumo sends no X-Amz-Crc32 header, so the check
+	// fails on close and the SDK logs a warning for every response.
+	dynamoDBChecksumMiddleware = "DynamoDB:ResponseChecksumValidation"
+
+	// maxNameLen keeps Name within SQS's 80-character limit, the tightest
+	// of the services, with room for a suffix such as ".fifo" or "-leases".
+	maxNameLen = 64
+	// suffixBytes random bytes (16 hex digits) make names from parallel
+	// tests and repeated runs against one endpoint collide practically never.
+	suffixBytes = 8
+)
+
+// emulator is the in-process kumo server of this test binary, started on
+// first use and never closed: the process exit ends it. Package state on
+// purpose, as kumo's own state is process-wide anyway.
+var emulator = struct {
+	once sync.Once
+	url  string
+}{}
+
+// Endpoint returns the AWS endpoint URL the tests of this binary use (to
+// hand to a subprocess as AWS_ENDPOINT_URL, for example): the container's,
+// else AWS_ENDPOINT_URL, else the in-process emulator's, started if need be.
+func Endpoint(tb testing.TB) string {
+	tb.Helper()
+	if url := containerEndpoint(tb); url != "" {
+		return url
+	}
+	if url := os.Getenv("AWS_ENDPOINT_URL"); url != "" {
+		return url
+	}
+	emulator.once.Do(func() { emulator.url = kumo.NewServer().URL })
+	return emulator.url
+}
+
+// Config returns an aws.Config for the endpoint Endpoint names. With
+// AWS_ENDPOINT_URL set it is the SDK's default chain (which reads that
+// variable), region defaulting to us-east-1; otherwise region us-east-1,
+// static credentials and BaseEndpoint set to the emulator. Either way
+// DynamoDB clients built from it skip the response CRC32 check, which only
+// produces warnings against kumo.
+func Config(tb testing.TB) aws.Config {
+	tb.Helper()
+	var cfg aws.Config
+	if url := containerEndpoint(tb); url != "" {
+		cfg = staticConfig(url)
+	} else if os.Getenv("AWS_ENDPOINT_URL") != "" {
+		var err error
+		cfg, err = config.LoadDefaultConfig(context.Background())
+		if err != nil {
+			tb.Fatalf("load AWS config for AWS_ENDPOINT_URL=%s: %v", os.Getenv("AWS_ENDPOINT_URL"), err)
+		}
+		if cfg.Region == "" {
+			cfg.Region = region
+		}
+	} else {
+		cfg = staticConfig(Endpoint(tb))
+	}
+	cfg.APIOptions = append(cfg.APIOptions, skipDynamoDBChecksum)
+	return cfg
+}
+
+// staticConfig is the configuration for an emulator at url.
+func staticConfig(url string) aws.Config {
+	return aws.Config{
+		Region:       region,
+		Credentials:  credentials.NewStaticCredentialsProvider(accessKey, secretKey, ""),
+		BaseEndpoint: aws.String(url),
+	}
+}
+
+// skipDynamoDBChecksum removes the DynamoDB response checksum middleware
+// from an operation's stack; other services' stacks lack it and pass
+// unchanged.
+func skipDynamoDBChecksum(stack *middleware.Stack) error {
+	if _, ok := stack.Deserialize.Get(dynamoDBChecksumMiddleware); !ok {
+		return nil
+	}
+	_, err := stack.Deserialize.Remove(dynamoDBChecksumMiddleware)
+	return err
+}
+
+// DynamoDB returns a DynamoDB client for Config(tb).
+func DynamoDB(tb testing.TB) *dynamodb.Client {
+	tb.Helper()
+	return dynamodb.NewFromConfig(Config(tb))
+}
+
+// Streams returns a DynamoDB Streams client for Config(tb).
+func Streams(tb testing.TB) *dynamodbstreams.Client {
+	tb.Helper()
+	return dynamodbstreams.NewFromConfig(Config(tb))
+}
+
+// Kinesis returns a Kinesis client for Config(tb).
+func Kinesis(tb testing.TB) *kinesis.Client {
+	tb.Helper()
+	return kinesis.NewFromConfig(Config(tb))
+}
+
+// SQS returns an SQS client for Config(tb).
+func SQS(tb testing.TB) *sqs.Client {
+	tb.Helper()
+	return sqs.NewFromConfig(Config(tb))
+}
+
+// Name returns prefix, a dash and a random suffix: a resource name unique to
+// the calling test, valid as a DynamoDB table, Kinesis stream or SQS queue
+// name. Characters outside [A-Za-z0-9_-] in prefix become '-', and prefix is
+// cut so the name has at most 64 characters, leaving room for ".fifo".
+func Name(tb testing.TB, prefix string) string {
+	tb.Helper()
+	b := make([]byte, suffixBytes)
+	if _, err := rand.Read(b); err != nil {
+		tb.Fatalf("random name suffix: %v", err)
+	}
+	suffix := "-" + hex.EncodeToString(b)
+	clean := strings.Map(func(r rune) rune {
+		if r == '_' || r == '-' || ('a' <= r && r <= 'z') || ('A' <= r && r <= 'Z') || ('0' <= r && r <= '9') {
+			return r
+		}
+		return '-'
+	}, prefix)
+	if keep := maxNameLen - len(suffix); len(clean) > keep {
+		clean = clean[:keep]
+	}
+	return clean + suffix
+}

@@ -1,0 +1,208 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/fanout/fanout/internal/awstest"
+)
+
+// buildBinary builds the production binary once for the tests here.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "fanout")
+	cmd := exec.Command("go", "build", "-o", bin, ".")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// TestBinary builds the production binary, checks that it does not link
+// the emulator, runs it against the test endpoint, and stops it with
+// SIGTERM while a request is in flight: the request completes and the
+// process exits 0 in time.
+func TestBinary(t *testing.T) {
+	bin := buildBinary(t)
+
+	t.Run("does not link the emulator", func(t *testing.T) {
+		out, err := exec.Command("go", "version", "-m", bin).CombinedOutput()
+		if err != nil {
+			t.Fatalf("go version -m: %v\n%s", err, out)
+		}
+		if !strings.Contains(string(out), "github.com/aws/aws-sdk-go-v2") {
+			t.Fatalf("go version -m lists no modules; cannot judge:\n%s", out)
+		}
+		if strings.Contains(string(out), "sivchari/kumo") {
+			t.Errorf("the production binary links the emulator:\n%s", out)
+		}
+	})
+
+	t.Run("bad configuration stops it with one line", func(t *testing.T) {
+		cmd := exec.Command(bin)
+		cmd.Env = []string{"FANOUT_STREAM_SHARDS=many", "AWS_REGION=us-east-1"}
+		out, err := cmd.CombinedOutput()
+		if err == nil {
+			t.Fatalf("started with FANOUT_STREAM_SHARDS=many")
+		}
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		if len(lines) != 1 || !strings.Contains(lines[0], "FANOUT_STREAM_SHARDS") {
+			t.Errorf("output %q: want one line naming FANOUT_STREAM_SHARDS", out)
+		}
+	})
+
+	t.Run("SIGTERM drains and exits 0", func(t *testing.T) {
+		port := freePort(t)
+		n := awstest.Name(t, "bin")
+		cmd := exec.Command(bin)
+		cmd.Env = append(os.Environ(),
+			"AWS_ENDPOINT_URL="+awstest.Endpoint(t),
+			"AWS_REGION=us-east-1", "AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test",
+			"FANOUT_ADDR=127.0.0.1:"+port,
+			"FANOUT_CREATE_RESOURCES=true",
+			"FANOUT_STREAM="+n+"-events",
+			"FANOUT_AGENTS_TABLE="+n+"-agents",
+			"FANOUT_SUBSCRIBERS_TABLE="+n+"-subscribers",
+			"FANOUT_SUBSCRIBER_EVENTS_TABLE="+n+"-subscriber-events",
+			"FANOUT_DEAD_LETTERS_TABLE="+n+"-dead-letters",
+			"FANOUT_AGGREGATOR_LEASE_TABLE="+n+"-aggregator",
+			"FANOUT_PUBLISHER_LEASE_TABLE="+n+"-publisher",
+			"FANOUT_SHUTDOWN_TIMEOUT=10s",
+		)
+		stderr, err := cmd.StderrPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		logs := make(chan string, 1000)
+		go func() {
+			sc := bufio.NewScanner(stderr)
+			for sc.Scan() {
+				select {
+				case logs <- sc.Text():
+				default:
+				}
+			}
+			close(logs)
+		}()
+		defer cmd.Process.Kill()
+		base := "http://127.0.0.1:" + port
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			resp, err := http.Get(base + "/readyz")
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == 200 {
+					break
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("not ready in 30 s; logs:\n%s", drain(logs))
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+
+		// A registration in flight when SIGTERM arrives still completes.
+		type result struct {
+			status int
+			err    error
+		}
+		inFlight := make(chan result, 1)
+		conn, err := net.Dial("tcp", "127.0.0.1:"+port)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body := `{"resourceArn":"arn:aws:iam::123456789012:role/sigterm"}`
+		// Send all but the last byte, so the request is in flight.
+		req := fmt.Sprintf("POST /agents HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+		if _, err := conn.Write([]byte(req[:len(req)-1])); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			defer conn.Close()
+			// Finish the request only once the listener is closed: the
+			// signal has landed and no new connection is accepted.
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				c, err := net.Dial("tcp", "127.0.0.1:"+port)
+				if err != nil {
+					break
+				}
+				c.Close()
+				if time.Now().After(deadline) {
+					inFlight <- result{err: fmt.Errorf("still accepting connections 10 s after SIGTERM")}
+					return
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			if _, err := conn.Write([]byte(req[len(req)-1:])); err != nil {
+				inFlight <- result{err: err}
+				return
+			}
+			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			if err != nil {
+				inFlight <- result{err: err}
+				return
+			}
+			resp.Body.Close()
+			inFlight <- result{status: resp.StatusCode}
+		}()
+		waited := make(chan error, 1)
+		go func() { waited <- cmd.Wait() }()
+		select {
+		case err := <-waited:
+			if err != nil {
+				t.Fatalf("exit after SIGTERM: %v; logs:\n%s", err, drain(logs))
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("still running 20 s after SIGTERM; logs:\n%s", drain(logs))
+		}
+		t.Logf("stopped %s after SIGTERM", time.Since(start).Round(time.Millisecond))
+		r := <-inFlight
+		if r.err != nil || r.status != 200 {
+			t.Errorf("request in flight at SIGTERM: status %d, error %v; want 200", r.status, r.err)
+		}
+	})
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	return port
+}
+
+func drain(logs chan string) string {
+	var b strings.Builder
+	for {
+		select {
+		case l, ok := <-logs:
+			if !ok {
+				return b.String()
+			}
+			b.WriteString(l + "\n")
+		default:
+			return b.String()
+		}
+	}
+}

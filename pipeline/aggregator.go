@@ -1,0 +1,351 @@
+package pipeline
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+	"go.uber.org/zap"
+
+	"github.com/fanout/fanout/store"
+)
+
+// SubscriptionTTL bounds how stale the aggregator's view of a producer's
+// subscribers may be. With it, a subscription or unsubscription applies to
+// every event accepted more than PropagationBound after its 204, on every
+// task: the event is aggregated no earlier than it was accepted, and the
+// cached list it is matched against was read (strongly consistent) at most
+// SubscriptionTTL before that.
+const (
+	SubscriptionTTL  = 1 * time.Second
+	PropagationBound = 2 * time.Second
+)
+
+// arrivalSlack is how much earlier than a subscription an event may reach
+// the stream and still be delivered to it: Kinesis' arrival time and the
+// task's clock are different clocks (and the emulator truncates arrival
+// times to whole seconds).
+const arrivalSlack = 1 * time.Second
+
+// Sizes of the aggregator's caches and its fan-out.
+const (
+	// cacheEntries bounds each cache; an evicted entry costs one Query.
+	cacheEntries = 100_000
+	// writeConcurrency is how many subscribers' item writes run at once
+	// per shard; each subscriber's own writes stay sequential.
+	writeConcurrency = 32
+)
+
+// subscriberLister is satisfied by *store.Store.
+type subscriberLister interface {
+	Subscribers(ctx context.Context, producerID string) ([]store.Subscription, error)
+}
+
+// agentGetter is satisfied by *store.Store.
+type agentGetter interface {
+	Agent(ctx context.Context, agentID string) (store.Agent, error)
+}
+
+// eventWriter is satisfied by *store.Store. PutEvent must be idempotent:
+// writing an item that is already there reports created=false, no error.
+type eventWriter interface {
+	PutEvent(ctx context.Context, e store.Event) (created bool, err error)
+}
+
+// deadLetterer is satisfied by *store.Store. PutDeadLetter must be
+// idempotent on DeadLetter.ID.
+type deadLetterer interface {
+	PutDeadLetter(ctx context.Context, d store.DeadLetter) (created bool, err error)
+}
+
+// Aggregator fans each Kinesis record out to one SubscriberEvents item per
+// subscriber of its producer. It is safe for concurrent use by the record
+// processors of several shards.
+type Aggregator struct {
+	subs   *ttlCache[[]store.Subscription]
+	known  *ttlCache[bool]
+	events eventWriter
+	dead   *deadLetters
+	log    *zap.Logger
+}
+
+// NewAggregator returns an Aggregator over the store's tables.
+func NewAggregator(subs subscriberLister, agents agentGetter, events eventWriter, dead deadLetterer, log *zap.Logger) *Aggregator {
+	return &Aggregator{
+		subs: newTTLCache(SubscriptionTTL, cacheEntries, subs.Subscribers),
+		known: newTTLCache(SubscriptionTTL, cacheEntries, func(ctx context.Context, id string) (bool, error) {
+			_, err := agents.Agent(ctx, id)
+			if errors.Is(err, store.ErrNotFound) {
+				return false, nil
+			}
+			return err == nil, err
+		}),
+		events: events,
+		dead:   &deadLetters{store: dead, stage: "aggregator", log: log},
+		log:    log,
+	}
+}
+
+// handle makes every record of one shard batch durable in SubscriberEvents
+// (or the dead letters) and returns nil; it returns an error only when ctx
+// is cancelled first, and then nothing may be checkpointed.
+func (a *Aggregator) handle(ctx context.Context, shardID string, records []types.Record) error {
+	perSubscriber := map[string][]store.Event{}
+	var order []string // subscribers in first-seen order, for stable logs
+	for _, r := range records {
+		events, err := a.fanOut(ctx, shardID, r)
+		if err != nil {
+			return err
+		}
+		for _, e := range events {
+			if _, ok := perSubscriber[e.SubscriberID]; !ok {
+				order = append(order, e.SubscriberID)
+			}
+			perSubscriber[e.SubscriberID] = append(perSubscriber[e.SubscriberID], e)
+		}
+	}
+	return forEachLimit(ctx, order, writeConcurrency, func(ctx context.Context, sub string) error {
+		for _, e := range perSubscriber[sub] {
+			if err := retry(ctx, func() error {
+				_, err := a.events.PutEvent(ctx, e)
+				return err
+			}, a.log, "write subscriber event", zap.String("subscriber_id", sub), zap.String("event_id", e.EventID)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// fanOut turns one record into the items for its producer's subscribers, or
+// dead-letters it when it cannot be parsed or names no known producer.
+func (a *Aggregator) fanOut(ctx context.Context, shardID string, r types.Record) ([]store.Event, error) {
+	seq := aws.ToString(r.SequenceNumber)
+	arrival := aws.ToTime(r.ApproximateArrivalTimestamp)
+	events, err := parseRecord(shardID, r)
+	if err != nil {
+		return nil, a.dead.put(ctx, shardID, seq, r.Data, err.Error())
+	}
+	producer := events[0].AgentID
+	var subs []store.Subscription
+	if err := retry(ctx, func() (err error) {
+		subs, err = a.subs.get(ctx, producer)
+		return err
+	}, a.log, "list subscribers", zap.String("producer_id", producer)); err != nil {
+		return nil, err
+	}
+	if len(subs) == 0 {
+		// Subscriptions need both agents, and agents are never deleted:
+		// only a producer without subscribers can be unknown.
+		var known bool
+		if err := retry(ctx, func() (err error) {
+			known, err = a.known.get(ctx, producer)
+			return err
+		}, a.log, "look up producer", zap.String("producer_id", producer)); err != nil {
+			return nil, err
+		}
+		if !known {
+			return nil, a.dead.put(ctx, shardID, seq, r.Data, fmt.Sprintf("unknown producer agentId %q: register it with POST /agents", producer))
+		}
+		return nil, nil
+	}
+	var out []store.Event
+	for _, s := range subs {
+		// A subscription applies to events that reached the stream after
+		// it was made, whatever the backlog when they are aggregated.
+		if !arrival.IsZero() && s.CreatedAt.After(arrival.Add(arrivalSlack)) {
+			continue
+		}
+		for _, e := range events {
+			out = append(out, store.Event{
+				EventID:      e.EventID,
+				ProducerID:   producer,
+				SubscriberID: s.SubscriberID,
+				EventType:    e.EventType,
+				Timestamp:    e.Timestamp,
+				Data:         e.Data,
+				ShardID:      shardID,
+				Seq:          seq,
+			})
+		}
+	}
+	return out, nil
+}
+
+// parseRecord decodes a record's events: one event object (what producers
+// put), or an array of one producer's events (what Ingest packs). Missing
+// eventIds are derived from the record's position, so every replay yields
+// the same ids; a missing timestamp becomes the record's arrival time.
+func parseRecord(shardID string, r types.Record) ([]Event, error) {
+	data := bytes.TrimSpace(r.Data)
+	var events []Event
+	dec := func(v any) error {
+		d := json.NewDecoder(bytes.NewReader(data))
+		d.DisallowUnknownFields()
+		if err := d.Decode(v); err != nil {
+			return fmt.Errorf("record is not an event: %v", err)
+		}
+		if d.More() {
+			return errors.New("record is not an event: data after the JSON value")
+		}
+		return nil
+	}
+	switch {
+	case len(data) > 0 && data[0] == '[':
+		if err := dec(&events); err != nil {
+			return nil, err
+		}
+		if len(events) == 0 {
+			return nil, errors.New("record is an empty array")
+		}
+	default:
+		var e Event
+		if err := dec(&e); err != nil {
+			return nil, err
+		}
+		events = []Event{e}
+	}
+	key := aws.ToString(r.PartitionKey)
+	for i := range events {
+		e := &events[i]
+		if e.AgentID == "" {
+			return nil, fmt.Errorf("event %d: agentId is required", i)
+		}
+		if e.AgentID != events[0].AgentID {
+			return nil, fmt.Errorf("event %d: agentId %q differs from the record's first event %q: one producer per record", i, e.AgentID, events[0].AgentID)
+		}
+		if key != "" && e.AgentID != key {
+			return nil, fmt.Errorf("partition key %q is not the event's agentId %q: put records with PartitionKey = agentId, or order is lost", key, e.AgentID)
+		}
+		if e.EventType == "" {
+			return nil, fmt.Errorf("event %d: eventType is required", i)
+		}
+		ts, err := NormalizeTimestamp(e.Timestamp, aws.ToTime(r.ApproximateArrivalTimestamp))
+		if err != nil {
+			return nil, fmt.Errorf("event %d: %v", i, err)
+		}
+		e.Timestamp = ts
+		if len(e.Data) == 0 {
+			e.Data = json.RawMessage("null")
+		}
+		if e.EventID == "" {
+			e.EventID = shardID + ":" + aws.ToString(r.SequenceNumber)
+			if len(events) > 1 {
+				e.EventID += ":" + strconv.Itoa(i)
+			}
+		}
+	}
+	return events, nil
+}
+
+// TimestampLayout is how fanout writes event timestamps: RFC 3339 in UTC
+// with exactly milliseconds, so they sort as strings.
+const TimestampLayout = "2006-01-02T15:04:05.000Z"
+
+// NormalizeTimestamp parses an RFC 3339 timestamp and rewrites it in
+// TimestampLayout; an empty one becomes now (the zero time means time.Now).
+func NormalizeTimestamp(ts string, now time.Time) (string, error) {
+	if ts == "" {
+		if now.IsZero() {
+			now = time.Now()
+		}
+		return now.UTC().Format(TimestampLayout), nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, ts)
+	if err != nil {
+		return "", fmt.Errorf("timestamp %q must be RFC 3339, e.g. 2025-07-01T12:00:00.000Z", ts)
+	}
+	return t.UTC().Format(TimestampLayout), nil
+}
+
+// deadLetters sets records aside, once each, where operators list them.
+type deadLetters struct {
+	store deadLetterer
+	stage string
+	log   *zap.Logger
+}
+
+// put records data as a dead letter of shardID/seq (idempotent) and logs it
+// the first time. It fails only when ctx is cancelled.
+func (d *deadLetters) put(ctx context.Context, shardID, seq string, data []byte, reason string) error {
+	dl := store.DeadLetter{
+		ID:      d.stage + "/" + shardID + "/" + seq,
+		Stage:   d.stage,
+		Reason:  reason,
+		ShardID: shardID,
+		Seq:     seq,
+		Data:    data,
+		At:      time.Now().UTC(),
+	}
+	return d.putLetter(ctx, dl)
+}
+
+func (d *deadLetters) putLetter(ctx context.Context, dl store.DeadLetter) error {
+	var created bool
+	if err := retry(ctx, func() (err error) {
+		created, err = d.store.PutDeadLetter(ctx, dl)
+		return err
+	}, d.log, "write dead letter", zap.String("dead_letter_id", dl.ID)); err != nil {
+		return err
+	}
+	if created {
+		// Alarms count this exact message (deploy/): keep it stable.
+		d.log.Warn("dead-lettered", zap.String("stage", dl.Stage), zap.String("dead_letter_id", dl.ID),
+			zap.String("shard_id", dl.ShardID), zap.String("seq", dl.Seq), zap.String("reason", dl.Reason))
+	}
+	return nil
+}
+
+// retry calls f until it succeeds or ctx is done, backing off between
+// attempts and logging each failure once at warn.
+func retry(ctx context.Context, f func() error, log *zap.Logger, what string, fields ...zap.Field) error {
+	for attempt := 0; ; attempt++ {
+		err := f()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("%s: %w", what, ctx.Err())
+		}
+		log.Warn(what+" failed, retrying", append(fields, zap.Int("attempt", attempt+1), zap.Error(err))...)
+		if !sleep(ctx, backoff(attempt)) {
+			return fmt.Errorf("%s: %w (last error: %v)", what, ctx.Err(), err)
+		}
+	}
+}
+
+// forEachLimit runs f for every item with at most limit at once and returns
+// the first error.
+func forEachLimit(ctx context.Context, items []string, limit int, f func(context.Context, string) error) error {
+	if len(items) == 1 {
+		return f(ctx, items[0])
+	}
+	sem := make(chan struct{}, limit)
+	var wg sync.WaitGroup
+	var once sync.Once
+	var first error
+	for _, it := range items {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			wg.Wait()
+			return ctx.Err()
+		}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if err := f(ctx, it); err != nil {
+				once.Do(func() { first = err })
+			}
+		}()
+	}
+	wg.Wait()
+	return first
+}

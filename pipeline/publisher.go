@@ -1,0 +1,265 @@
+package pipeline
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+	"go.uber.org/zap"
+
+	"github.com/fanout/fanout/store"
+)
+
+// SQS limits on one SendMessageBatch call.
+const (
+	maxBatchEntries = 10
+	// maxBatchBytes keeps a batch within SQS's classic 256 KiB payload
+	// limit; a larger message goes alone (SQS accepts up to 1 MiB).
+	maxBatchBytes = 256 << 10
+)
+
+// queueCacheTTL: an agent's queue URL never changes (agents are never
+// deleted), so it is cached long; a missing queue drops the entry at once.
+const queueCacheTTL = 10 * time.Minute
+
+// messageSender is satisfied by *store.Store: one SendMessageBatch call,
+// returning its per-entry failures; store.ErrQueueMissing when the queue
+// does not exist.
+type messageSender interface {
+	SendMessages(ctx context.Context, queueURL string, msgs []store.Message) ([]store.BatchFailure, error)
+}
+
+// Publisher sends each new SubscriberEvents item to its subscriber's SQS
+// FIFO queue. It is safe for concurrent use by the record processors of
+// several shards.
+type Publisher struct {
+	queues *ttlCache[string]
+	sender messageSender
+	dead   *deadLetters
+	log    *zap.Logger
+}
+
+// NewPublisher returns a Publisher sending through sender to the queues
+// of agents.
+func NewPublisher(agents agentGetter, sender messageSender, dead deadLetterer, log *zap.Logger) *Publisher {
+	return &Publisher{
+		queues: newTTLCache(queueCacheTTL, cacheEntries, func(ctx context.Context, id string) (string, error) {
+			a, err := agents.Agent(ctx, id)
+			return a.QueueURL, err
+		}),
+		sender: sender,
+		dead:   &deadLetters{store: dead, stage: "publisher", log: log},
+		log:    log,
+	}
+}
+
+// Message is the body of the SQS message an agent receives: the event and
+// what the agent needs to process it idempotently.
+type Message struct {
+	EventID      string          `json:"eventId"`
+	AgentID      string          `json:"agentId"` // the producer
+	SubscriberID string          `json:"subscriberId"`
+	Timestamp    string          `json:"timestamp"`
+	EventType    string          `json:"eventType"`
+	Data         json.RawMessage `json:"data"`
+}
+
+// pendingEvent is an item to deliver and where its stream record was.
+type pendingEvent struct {
+	event store.Event
+	seq   string
+}
+
+// handle delivers every new item of one stream-shard batch (or sets it
+// aside) and returns nil; it returns an error only when ctx is cancelled
+// first, and then nothing may be checkpointed.
+func (p *Publisher) handle(ctx context.Context, shardID string, records []types.Record) error {
+	perSubscriber := map[string][]pendingEvent{}
+	var order []string
+	for _, r := range records {
+		seq := aws.ToString(r.SequenceNumber)
+		ch, err := decodeChange(r.Data)
+		if err != nil {
+			if err := p.dead.put(ctx, shardID, seq, r.Data, "stream record: "+err.Error()); err != nil {
+				return err
+			}
+			continue
+		}
+		if ch.EventName != "INSERT" { // TTL expiry (REMOVE) and the like
+			continue
+		}
+		e, err := store.DecodeEventImage(ch.NewImage)
+		if err != nil {
+			if err := p.dead.put(ctx, shardID, seq, r.Data, "stream image: "+err.Error()); err != nil {
+				return err
+			}
+			continue
+		}
+		if _, ok := perSubscriber[e.SubscriberID]; !ok {
+			order = append(order, e.SubscriberID)
+		}
+		perSubscriber[e.SubscriberID] = append(perSubscriber[e.SubscriberID], pendingEvent{event: e, seq: seq})
+	}
+	return forEachLimit(ctx, order, writeConcurrency, func(ctx context.Context, sub string) error {
+		return p.deliver(ctx, shardID, sub, perSubscriber[sub])
+	})
+}
+
+// deliver sends one subscriber's events in order, a batch at a time: the
+// next batch goes only when every entry of the previous one is in the queue
+// or set aside.
+func (p *Publisher) deliver(ctx context.Context, shardID, sub string, events []pendingEvent) error {
+	log := p.log.With(zap.String("subscriber_id", sub), zap.String("shard_id", shardID))
+	for len(events) > 0 {
+		n, size := 0, 0
+		msgs := make([]store.Message, 0, maxBatchEntries)
+		for n < len(events) && n < maxBatchEntries {
+			m := newMessage(events[n].event, n)
+			if n > 0 && size+len(m.Body) > maxBatchBytes {
+				break
+			}
+			size += len(m.Body)
+			msgs = append(msgs, m)
+			n++
+		}
+		if err := p.send(ctx, log, shardID, sub, events[:n], msgs); err != nil {
+			return err
+		}
+		events = events[n:]
+	}
+	return nil
+}
+
+// send delivers one batch, retrying what SQS failed for reasons of its own
+// and dead-lettering what it refused as invalid or could not place.
+func (p *Publisher) send(ctx context.Context, log *zap.Logger, shardID, sub string, events []pendingEvent, msgs []store.Message) error {
+	byID := map[string]pendingEvent{}
+	for i, m := range msgs {
+		byID[m.ID] = events[i]
+	}
+	for attempt := 0; len(msgs) > 0; attempt++ {
+		url, err := p.queues.get(ctx, sub)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			return p.setAside(ctx, shardID, msgs, byID, fmt.Sprintf("subscriber agent %s does not exist", sub))
+		case err != nil:
+			if err := p.wait(ctx, log, attempt, "look up queue", err); err != nil {
+				return err
+			}
+			continue
+		}
+		failed, err := p.sender.SendMessages(ctx, url, msgs)
+		switch {
+		case errors.Is(err, store.ErrQueueMissing):
+			// The queue was deleted under the agent: its events wait in
+			// the dead letters; nobody else's are held up.
+			p.queues.forget(sub)
+			return p.setAside(ctx, shardID, msgs, byID, fmt.Sprintf("queue %s does not exist", url))
+		case err != nil:
+			// Whole call failed: resend all of it; deduplication ids make
+			// the entries SQS did take harmless.
+			if err := p.wait(ctx, log, attempt, "send messages", err); err != nil {
+				return err
+			}
+			continue
+		}
+		if len(failed) == 0 {
+			return nil
+		}
+		failedIDs := map[string]store.BatchFailure{}
+		for _, f := range failed {
+			failedIDs[f.ID] = f
+		}
+		var again []store.Message
+		var invalid []store.Message
+		for _, m := range msgs {
+			f, ok := failedIDs[m.ID]
+			switch {
+			case !ok:
+			case f.SenderFault:
+				invalid = append(invalid, m)
+			default:
+				again = append(again, m)
+			}
+		}
+		if len(invalid) > 0 {
+			if err := p.setAside(ctx, shardID, invalid, byID, "SQS refused the message: "+failedIDs[invalid[0].ID].Code+": "+failedIDs[invalid[0].ID].Message); err != nil {
+				return err
+			}
+		}
+		msgs = again
+		if len(msgs) > 0 {
+			if err := p.wait(ctx, log, attempt, "send messages", fmt.Errorf("%d entries failed: %s", len(msgs), failedIDs[msgs[0].ID].Code)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// wait logs a failed attempt and backs off; it fails only when ctx is done.
+func (p *Publisher) wait(ctx context.Context, log *zap.Logger, attempt int, what string, err error) error {
+	log.Warn(what+" failed, retrying", zap.Int("attempt", attempt+1), zap.Error(err))
+	if !sleep(ctx, backoff(attempt)) {
+		return fmt.Errorf("%s: %w (last error: %v)", what, ctx.Err(), err)
+	}
+	return nil
+}
+
+// setAside dead-letters the events behind msgs with reason.
+func (p *Publisher) setAside(ctx context.Context, shardID string, msgs []store.Message, byID map[string]pendingEvent, reason string) error {
+	for _, m := range msgs {
+		pe := byID[m.ID]
+		dl := store.DeadLetter{
+			ID:      "publisher/" + pe.event.SubscriberID + "/" + pe.event.EventID,
+			Stage:   "publisher",
+			Reason:  reason,
+			ShardID: shardID,
+			Seq:     pe.seq,
+			Data:    []byte(m.Body),
+			At:      time.Now().UTC(),
+		}
+		if err := p.dead.putLetter(ctx, dl); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// newMessage builds the SQS message for e; i is its entry id in the batch.
+func newMessage(e store.Event, i int) store.Message {
+	if len(e.Data) == 0 {
+		e.Data = json.RawMessage("null")
+	}
+	body, _ := json.Marshal(Message{ // cannot fail: Data is valid JSON from the store
+		EventID:      e.EventID,
+		AgentID:      e.ProducerID,
+		SubscriberID: e.SubscriberID,
+		Timestamp:    e.Timestamp,
+		EventType:    e.EventType,
+		Data:         e.Data,
+	})
+	return store.Message{
+		ID:      strconv.Itoa(i),
+		GroupID: e.ProducerID,
+		DedupID: DeduplicationID(e.ProducerID, e.EventID),
+		Body:    string(body),
+	}
+}
+
+// DeduplicationID is the SQS MessageDeduplicationId of an event: derived
+// from the producer and eventId only, so every re-send of the event to a
+// queue (replay after a crash, retry) is dropped by SQS within its
+// five-minute window. The hash keeps producer-chosen ids within SQS's
+// 128-character alphabet and keeps two producers' ids apart.
+func DeduplicationID(producerID, eventID string) string {
+	sum := sha256.Sum256([]byte(producerID + "\x00" + eventID))
+	return hex.EncodeToString(sum[:])
+}

@@ -1,0 +1,247 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+	"github.com/vmware/vmware-go-kcl-v2/clientlibrary/checkpoint"
+	"github.com/vmware/vmware-go-kcl-v2/clientlibrary/config"
+	kcl "github.com/vmware/vmware-go-kcl-v2/clientlibrary/interfaces"
+	"github.com/vmware/vmware-go-kcl-v2/clientlibrary/worker"
+	kcllogger "github.com/vmware/vmware-go-kcl-v2/logger"
+	"go.uber.org/zap"
+)
+
+// KCL settings. vmware-go-kcl-v2's defaults suit batch jobs, not a service
+// (AWS-NOTES.md has the measurements behind each value).
+const (
+	// shardSyncMillis: KCL takes at most one new lease per sync; at the
+	// default 60 s two shards took 64-151 s to lease at start, at 1 s 1-3 s.
+	shardSyncMillis = 1000
+	// idleBetweenReadsMillis: below 200 ms KCL-Go's own limiter of 5
+	// GetRecords/s per shard adds latency; the default 1000 gives p50 ~0.5 s.
+	idleBetweenReadsMillis = 200
+	// failoverMillis: how long a lease lives unrenewed, hence how long a
+	// killed task's shards wait for another task (~ this value, measured).
+	failoverMillis = 10000
+	// leaseRefreshMillis: renew well inside failoverMillis.
+	leaseRefreshMillis = 2500
+	// maxRecordsPerRead: DynamoDB Streams' GetRecords maximum; for Kinesis
+	// it bounds a batch (and thus what a crash may replay).
+	maxRecordsPerRead = 1000
+	// parentPollMillis: KCL's wait for a parent shard; our lineage gate
+	// hides children until the parent is done, so it rarely waits at all.
+	parentPollMillis = 1000
+)
+
+// stopMargin is how much of the shutdown budget is kept for releasing
+// leases after in-flight batches are abandoned.
+const stopMargin = 3 * time.Second
+
+// batchHandler makes one shard batch durable downstream; it returns an
+// error only when ctx is cancelled first. Aggregator and Publisher satisfy it.
+type batchHandler interface {
+	handle(ctx context.Context, shardID string, records []types.Record) error
+}
+
+// WorkerConfig names one KCL application.
+type WorkerConfig struct {
+	// Name is the KCL application name and its lease table.
+	Name string
+	// Stream is what KCL reads: the Kinesis stream name, or the DynamoDB
+	// stream ARN for the publisher.
+	Stream   string
+	Region   string
+	WorkerID string
+}
+
+// Worker runs one KCL worker and feeds its shards' batches to a handler.
+type Worker struct {
+	cfg     WorkerConfig
+	kclCfg  *config.KinesisClientLibConfiguration
+	kc      *kinesis.Client
+	cp      checkpoint.Checkpointer
+	handler batchHandler
+	log     *zap.Logger
+
+	running atomic.Bool
+	// procCtx is cancelled when a stop runs out of time: batches still
+	// retrying are abandoned unacknowledged and replayed by the next owner.
+	procCtx    context.Context
+	procCancel context.CancelFunc
+}
+
+// newKCLConfig returns the KCL configuration shared by both workers.
+func newKCLConfig(cfg WorkerConfig, log *zap.Logger) *config.KinesisClientLibConfiguration {
+	return config.NewKinesisClientLibConfig(cfg.Name, cfg.Stream, cfg.Region, cfg.WorkerID).
+		WithTableName(cfg.Name).
+		WithInitialPositionInStream(config.TRIM_HORIZON).
+		WithShardSyncIntervalMillis(shardSyncMillis).
+		WithIdleTimeBetweenReadsInMillis(idleBetweenReadsMillis).
+		WithFailoverTimeMillis(failoverMillis).
+		WithLeaseRefreshWaitTime(leaseRefreshMillis).
+		WithMaxRecords(maxRecordsPerRead).
+		WithLeaseStealing(false).
+		WithLogger(kclLogger{log.With(zap.String("worker", cfg.Name)).WithOptions(zap.AddCallerSkip(1)).Sugar()})
+}
+
+// leaseStore is the lease table client KCL's checkpointer needs;
+// *dynamodb.Client satisfies it.
+type leaseStore = checkpoint.DynamoDBAPI
+
+// newWorker builds a Worker whose KCL reads through kc (built by the
+// caller with the lineage gate installed) and keeps leases in db.
+func newWorker(cfg WorkerConfig, kclCfg *config.KinesisClientLibConfiguration, kc *kinesis.Client, cp checkpoint.Checkpointer, h batchHandler, log *zap.Logger) *Worker {
+	kclCfg.ParentShardPollIntervalMillis = parentPollMillis
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Worker{cfg: cfg, kclCfg: kclCfg, kc: kc, cp: cp, handler: h, log: log.With(zap.String("worker", cfg.Name)), procCtx: ctx, procCancel: cancel}
+}
+
+// NewAggregatorWorker returns the worker that reads the Kinesis stream
+// through kc into agg. Leases live in the table cfg.Name.
+func NewAggregatorWorker(cfg WorkerConfig, kc *kinesis.Client, leases leaseStore, agg *Aggregator, log *zap.Logger) *Worker {
+	kclCfg := newKCLConfig(cfg, log)
+	cp := checkpoint.NewDynamoCheckpoint(kclCfg).WithDynamoDB(leases)
+	gated := kinesis.New(kc.Options(), func(o *kinesis.Options) {
+		o.APIOptions = append(o.APIOptions, gateChildren(checkpointFinished(cp)))
+	})
+	return newWorker(cfg, kclCfg, gated, cp, agg, log)
+}
+
+// NewPublisherWorker returns the worker that reads SubscriberEvents'
+// DynamoDB stream (cfg.Stream is its ARN) through streams into pub.
+func NewPublisherWorker(cfg WorkerConfig, awsCfg aws.Config, streams streamsReader, leases leaseStore, pub *Publisher, log *zap.Logger) *Worker {
+	kclCfg := newKCLConfig(cfg, log)
+	cp := checkpoint.NewDynamoCheckpoint(kclCfg).WithDynamoDB(leases)
+	kc := newStreamsKinesis(awsCfg, streams, cfg.Stream, func(o *kinesis.Options) {
+		o.APIOptions = append(o.APIOptions, gateChildren(checkpointFinished(cp)))
+	})
+	return newWorker(cfg, kclCfg, kc, cp, pub, log)
+}
+
+// Running reports whether the worker has started and not stopped.
+func (w *Worker) Running() bool { return w.running.Load() }
+
+// Run starts the worker and blocks until ctx is cancelled, then stops it:
+// no new reads, the batches in hand finish and are checkpointed, leases are
+// released. The stop takes at most stopTimeout; batches still retrying when
+// only stopMargin is left are abandoned without a checkpoint (a later owner
+// replays them, harmlessly). A worker cannot be run twice.
+func (w *Worker) Run(ctx context.Context, stopTimeout time.Duration) error {
+	kw := worker.NewWorker(&processorFactory{w: w}, w.kclCfg).WithKinesis(w.kc).WithCheckpointer(w.cp)
+	if err := kw.Start(); err != nil {
+		return fmt.Errorf("start %s worker on %s: %w", w.cfg.Name, w.cfg.Stream, err)
+	}
+	w.running.Store(true)
+	w.log.Info("worker started", zap.String("stream", w.cfg.Stream), zap.String("worker_id", w.cfg.WorkerID))
+	<-ctx.Done()
+	defer w.running.Store(false)
+
+	done := make(chan struct{})
+	go func() { kw.Shutdown(); close(done) }()
+	abandon := time.NewTimer(max(stopTimeout-stopMargin, 0))
+	defer abandon.Stop()
+	deadline := time.NewTimer(stopTimeout)
+	defer deadline.Stop()
+	for {
+		select {
+		case <-done:
+			w.procCancel()
+			w.log.Info("worker stopped")
+			return nil
+		case <-abandon.C:
+			w.log.Warn("stop running out of time: abandoning batches in flight; they will be replayed")
+			w.procCancel()
+		case <-deadline.C:
+			w.procCancel()
+			return fmt.Errorf("%s worker did not stop within %s", w.cfg.Name, stopTimeout)
+		}
+	}
+}
+
+// processorFactory gives KCL one processor per shard lease.
+type processorFactory struct{ w *Worker }
+
+func (f *processorFactory) CreateProcessor() kcl.IRecordProcessor {
+	return &processor{w: f.w}
+}
+
+// processor handles one shard's batches in order and checkpoints each
+// only after the handler made it durable downstream.
+type processor struct {
+	w       *Worker
+	shardID string
+	mu      sync.Mutex // KCL calls one processor from one goroutine; this guards Shutdown racing it
+}
+
+func (p *processor) Initialize(in *kcl.InitializationInput) {
+	p.shardID = in.ShardId
+	p.w.log.Info("lease acquired", zap.String("shard_id", in.ShardId), zap.String("checkpoint", aws.ToString(in.ExtendedSequenceNumber.SequenceNumber)))
+}
+
+func (p *processor) ProcessRecords(in *kcl.ProcessRecordsInput) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(in.Records) == 0 {
+		return
+	}
+	if err := p.w.handler.handle(p.w.procCtx, p.shardID, in.Records); err != nil {
+		// Stopping: leave the batch unacknowledged for the next owner.
+		p.w.log.Warn("batch abandoned", zap.String("shard_id", p.shardID), zap.Error(err))
+		return
+	}
+	last := in.Records[len(in.Records)-1].SequenceNumber
+	if err := in.Checkpointer.Checkpoint(last); err != nil {
+		// The lease may have moved: the new owner replays from its last
+		// checkpoint, and every write downstream is idempotent.
+		p.w.log.Warn("checkpoint failed", zap.String("shard_id", p.shardID), zap.String("seq", aws.ToString(last)), zap.Error(err))
+	}
+}
+
+func (p *processor) Shutdown(in *kcl.ShutdownInput) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if in.ShutdownReason != kcl.TERMINATE {
+		p.w.log.Info("lease released", zap.String("shard_id", p.shardID))
+		return
+	}
+	// Shard end: record it, or the shard's children wait forever.
+	for attempt := 0; ; attempt++ {
+		err := in.Checkpointer.Checkpoint(nil)
+		if err == nil {
+			p.w.log.Info("shard finished", zap.String("shard_id", p.shardID))
+			return
+		}
+		if errors.Is(p.w.procCtx.Err(), context.Canceled) {
+			p.w.log.Warn("shard end not checkpointed; the next owner will read the shard to its end again", zap.String("shard_id", p.shardID), zap.Error(err))
+			return
+		}
+		p.w.log.Warn("checkpoint shard end failed, retrying", zap.String("shard_id", p.shardID), zap.Error(err))
+		sleep(p.w.procCtx, backoff(attempt))
+	}
+}
+
+// kclLogger routes KCL's logs to zap. Unlike KCL's own adapters it never
+// exits or panics: Fatalf and Panicf log at error.
+type kclLogger struct{ s *zap.SugaredLogger }
+
+func (l kclLogger) Debugf(f string, a ...any) { l.s.Debugf(f, a...) }
+func (l kclLogger) Infof(f string, a ...any)  { l.s.Debugf(f, a...) } // KCL is chatty at info
+func (l kclLogger) Warnf(f string, a ...any)  { l.s.Warnf(f, a...) }
+func (l kclLogger) Errorf(f string, a ...any) { l.s.Errorf(f, a...) }
+func (l kclLogger) Fatalf(f string, a ...any) { l.s.Errorf(f, a...) }
+func (l kclLogger) Panicf(f string, a ...any) { l.s.Errorf(f, a...) }
+func (l kclLogger) WithFields(fields kcllogger.Fields) kcllogger.Logger {
+	args := make([]any, 0, 2*len(fields))
+	for k, v := range fields {
+		args = append(args, k, v)
+	}
+	return kclLogger{l.s.With(args...)}
+}

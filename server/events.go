@@ -1,0 +1,289 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+	"go.uber.org/zap"
+
+	"github.com/fanout/fanout/pipeline"
+	"github.com/fanout/fanout/store"
+)
+
+// Limits of POST /events. They are Kinesis PutRecords limits, so a request
+// the API accepts is one the stream can take.
+const (
+	// maxEventsBodyBytes is the PutRecords request size limit (5 MiB).
+	maxEventsBodyBytes = 5 << 20
+	// maxBatchEvents is the PutRecords record count limit.
+	maxBatchEvents = 500
+	// maxEventBytes is the largest encoded event that fits in one Kinesis
+	// record (1 MiB, partition key included) with room to spare for the
+	// partition key and pipeline.Ingest's packing of events into records.
+	maxEventBytes = 1<<20 - 2<<10
+	// maxEventTypeLen bounds eventType (characters), keeping it a label.
+	maxEventTypeLen = 256
+	// maxEventIDLen bounds a producer-chosen eventId: it becomes part of
+	// the SQS MessageDeduplicationId, which holds at most 128 characters.
+	maxEventIDLen = 128
+	// producerLookups is how many producer agents one request looks up at
+	// once: enough to check a 500-event batch from many producers quickly,
+	// few enough not to burst the Agents table.
+	producerLookups = 8
+)
+
+// eventIn is an event as posted. Pointers tell a missing field from an
+// empty one; for the optional timestamp and eventId, null means missing.
+type eventIn struct {
+	EventID   *string         `json:"eventId"`
+	AgentID   *string         `json:"agentId"`
+	Timestamp *string         `json:"timestamp"`
+	EventType *string         `json:"eventType"`
+	Data      json.RawMessage `json:"data"`
+}
+
+// eventsAccepted is the 202 answer of POST /events: one receipt per event
+// in input order, an array even when one object was posted.
+type eventsAccepted struct {
+	Events []pipeline.Receipt `json:"events"`
+}
+
+// postEvents serves POST /events. The body is one event object or an array
+// of 1 to 500. All or nothing: any invalid event (400), unknown producer
+// (404) or oversized event (413) rejects the request and nothing is
+// published. Absent timestamps are filled in with the time of receipt,
+// absent eventIds with a random UUID; timestamps are normalised to UTC
+// milliseconds. 202 only once every event is durably in Kinesis; 503 (with
+// Retry-After) when Kinesis cannot take them. A producer that retries after
+// a 503 or a lost answer should set eventIds itself: the first attempt may
+// have landed, and only a repeated eventId lets delivery drop the copy.
+func (h *api) postEvents(w http.ResponseWriter, r *http.Request) {
+	body, err := readBody(w, r, maxEventsBodyBytes)
+	if err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	events, err := parseEvents(body, time.Now())
+	if err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+	if err := h.checkProducers(r.Context(), events); err != nil {
+		h.writeError(w, r, err)
+		return
+	}
+
+	// Once publishing starts, a client hanging up must not cut it short: a
+	// half-published batch is worse than a finished one. The request
+	// deadline still applies.
+	ctx := context.WithoutCancel(r.Context())
+	if dl, ok := r.Context().Deadline(); ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, dl)
+		defer cancel()
+	}
+	receipts, err := h.pub.Publish(ctx, events)
+	if err == nil && len(receipts) != len(events) {
+		err = fmt.Errorf("publisher returned %d receipts for %d events", len(receipts), len(events))
+	}
+	if err != nil {
+		h.writeError(w, r, fmt.Errorf("publish %d events: %w", len(events), err), publishFields(events)...)
+		return
+	}
+	out := eventsAccepted{Events: make([]pipeline.Receipt, len(events))}
+	for i, rc := range receipts {
+		out.Events[i] = pipeline.Receipt{EventID: events[i].EventID, ShardID: rc.ShardID, SequenceNumber: rc.SequenceNumber}
+	}
+	writeJSON(w, http.StatusAccepted, out)
+}
+
+// parseEvents decodes and validates the body of POST /events, filling in
+// defaults (now for absent timestamps). The error is a 400 or 413 naming
+// the first bad event by its index.
+func parseEvents(body []byte, now time.Time) ([]pipeline.Event, error) {
+	var raws []json.RawMessage
+	trimmed := bytes.TrimLeft(body, " \t\r\n")
+	switch {
+	case len(trimmed) == 0:
+		return nil, badRequest("request body is empty; send a JSON event object or an array of 1 to %d of them", maxBatchEvents)
+	case trimmed[0] == '[':
+		if err := decodeStrict(body, &raws); err != nil {
+			return nil, err
+		}
+	case trimmed[0] == '{':
+		raws = []json.RawMessage{trimmed}
+	default:
+		return nil, badRequest("request body must be a JSON event object or an array of 1 to %d of them", maxBatchEvents)
+	}
+	switch {
+	case len(raws) == 0:
+		return nil, badRequest("request body is an empty array; send 1 to %d events", maxBatchEvents)
+	case len(raws) > maxBatchEvents:
+		return nil, badRequest("request body holds %d events; send at most %d per request (the Kinesis PutRecords limit)", len(raws), maxBatchEvents)
+	}
+
+	events := make([]pipeline.Event, len(raws))
+	firstWithID := make(map[string]int, len(raws))
+	for i, raw := range raws {
+		ev, err := parseEvent(raw, now)
+		if err != nil {
+			return nil, prefixError(fmt.Sprintf("event %d: ", i), err)
+		}
+		if j, dup := firstWithID[ev.EventID]; dup {
+			return nil, badRequest("event %d: eventId %q is also the eventId of event %d; each event needs its own", i, ev.EventID, j)
+		}
+		firstWithID[ev.EventID] = i
+		events[i] = ev
+	}
+	return events, nil
+}
+
+// parseEvent decodes and validates one event.
+func parseEvent(raw json.RawMessage, now time.Time) (pipeline.Event, error) {
+	if trimmed := bytes.TrimLeft(raw, " \t\r\n"); len(trimmed) == 0 || trimmed[0] != '{' {
+		return pipeline.Event{}, badRequest("must be a JSON object")
+	}
+	var in eventIn
+	if err := decodeStrict(raw, &in); err != nil {
+		return pipeline.Event{}, err
+	}
+	ev := pipeline.Event{Data: in.Data}
+	switch {
+	case in.AgentID == nil || *in.AgentID == "":
+		return pipeline.Event{}, badRequest("agentId is required: the producer's agent id")
+	case len(*in.AgentID) > maxAgentIDLen:
+		return pipeline.Event{}, badRequest("agentId is longer than %d bytes, the Kinesis partition key limit", maxAgentIDLen)
+	}
+	ev.AgentID = *in.AgentID
+	switch {
+	case in.EventType == nil || *in.EventType == "":
+		return pipeline.Event{}, badRequest("eventType is required")
+	case utf8.RuneCountInString(*in.EventType) > maxEventTypeLen:
+		return pipeline.Event{}, badRequest("eventType must be at most %d characters", maxEventTypeLen)
+	}
+	ev.EventType = *in.EventType
+	if len(in.Data) == 0 {
+		return pipeline.Event{}, badRequest("data is required: any JSON value (null is allowed)")
+	}
+	ts, err := normaliseTimestamp(in.Timestamp, now)
+	if err != nil {
+		return pipeline.Event{}, err
+	}
+	ev.Timestamp = ts
+	if in.EventID == nil {
+		ev.EventID = uuid.NewString()
+	} else if !isEventID(*in.EventID) {
+		return pipeline.Event{}, badRequest("eventId must be 1 to %d characters of A-Z a-z 0-9 . _ : -", maxEventIDLen)
+	} else {
+		ev.EventID = *in.EventID
+	}
+
+	rec, err := json.Marshal(ev)
+	if err != nil {
+		return pipeline.Event{}, badRequest("data cannot be encoded: %v", err)
+	}
+	if len(rec) > maxEventBytes {
+		return pipeline.Event{}, &apiError{status: http.StatusRequestEntityTooLarge,
+			msg: fmt.Sprintf("too large, %d bytes encoded; an event must fit in one Kinesis record, at most %d bytes: make data smaller", len(rec), maxEventBytes)}
+	}
+	return ev, nil
+}
+
+// normaliseTimestamp returns ts (RFC 3339, any offset, any precision) in
+// the API's layout, UTC with milliseconds, truncating finer precision; now
+// when ts is absent.
+func normaliseTimestamp(ts *string, now time.Time) (string, error) {
+	if ts == nil {
+		return formatTime(now), nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, *ts)
+	if err != nil {
+		return "", badRequest("timestamp must be RFC 3339, e.g. 2025-07-01T12:00:00.000Z")
+	}
+	if y := t.UTC().Year(); y < 0 || y > 9999 {
+		return "", badRequest("timestamp must fall in the years 0000 to 9999 once in UTC")
+	}
+	return formatTime(t), nil
+}
+
+// isEventID reports whether s is a valid producer-chosen eventId.
+func isEventID(s string) bool {
+	if len(s) == 0 || len(s) > maxEventIDLen {
+		return false
+	}
+	for _, c := range []byte(s) {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case c == '.', c == '_', c == ':', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// checkProducers looks up every distinct producer of events (a few at a
+// time). It returns a 404 naming the first event whose producer does not
+// exist, else the first lookup failure, else nil.
+func (h *api) checkProducers(ctx context.Context, events []pipeline.Event) error {
+	firstEvent := map[string]int{}
+	var ids []string
+	for i, ev := range events {
+		if _, ok := firstEvent[ev.AgentID]; !ok {
+			firstEvent[ev.AgentID] = i
+			ids = append(ids, ev.AgentID)
+		}
+	}
+	errs := make([]error, len(ids))
+	sem := make(chan struct{}, producerLookups)
+	var wg sync.WaitGroup
+	for i, id := range ids {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			_, errs[i] = h.lookupAgent(ctx, "producer", id)
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if errors.Is(err, store.ErrNotFound) {
+			return prefixError(fmt.Sprintf("event %d: ", firstEvent[ids[i]]), err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// prefixError puts prefix before the message of an *apiError; other errors
+// are returned as they are.
+func prefixError(prefix string, err error) error {
+	if ae, ok := errors.AsType[*apiError](err); ok {
+		return &apiError{status: ae.status, msg: prefix + ae.msg, cause: ae.cause}
+	}
+	return err
+}
+
+// publishFields names the producers of a failed publish in the log.
+func publishFields(events []pipeline.Event) []zap.Field {
+	fields := []zap.Field{zap.Int("events", len(events))}
+	if all := events[0].AgentID; allSame(events, all) {
+		fields = append(fields, zap.String("producer_id", all))
+	}
+	return fields
+}
+
+func allSame(events []pipeline.Event, agentID string) bool {
+	for _, ev := range events {
+		if ev.AgentID != agentID {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,245 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/fanout/fanout/pipeline"
+	"github.com/fanout/fanout/store"
+)
+
+// fakeAgents is an in-memory agents that records its calls.
+type fakeAgents struct {
+	mu          sync.Mutex
+	byID        map[string]store.Agent
+	errFor      map[string]error // Agent(id) fails with this
+	registerErr error
+	block       bool // Agent waits for ctx to end, then returns ctx.Err()
+	panics      bool // Agent panics
+	registered  []string
+	lookedUp    []string
+}
+
+func newFakeAgents(ids ...string) *fakeAgents {
+	f := &fakeAgents{byID: map[string]store.Agent{}, errFor: map[string]error{}}
+	for _, id := range ids {
+		f.byID[id] = store.Agent{ID: id, QueueURL: "https://sqs.example/agents-" + id + ".fifo",
+			ResourceARN: "arn:aws:iam::123456789012:role/" + id, CreatedAt: time.Date(2025, 7, 1, 12, 0, 0, 0, time.UTC)}
+	}
+	return f
+}
+
+func (f *fakeAgents) RegisterAgent(ctx context.Context, arn string) (store.Agent, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.registered = append(f.registered, arn)
+	if f.registerErr != nil {
+		return store.Agent{}, f.registerErr
+	}
+	a := store.Agent{ID: "agent-1", QueueURL: "https://sqs.example/agents-agent-1.fifo", ResourceARN: arn,
+		CreatedAt: time.Date(2025, 7, 1, 14, 0, 0, 123456789, time.FixedZone("CEST", 2*3600))}
+	f.byID[a.ID] = a
+	return a, nil
+}
+
+func (f *fakeAgents) Agent(ctx context.Context, id string) (store.Agent, error) {
+	f.mu.Lock()
+	f.lookedUp = append(f.lookedUp, id)
+	block, panics, err := f.block, f.panics, f.errFor[id]
+	a, ok := f.byID[id]
+	f.mu.Unlock()
+	switch {
+	case panics:
+		panic("fake agents: boom")
+	case block:
+		<-ctx.Done()
+		return store.Agent{}, ctx.Err()
+	case err != nil:
+		return store.Agent{}, err
+	case !ok:
+		return store.Agent{}, fmt.Errorf("agent %s: %w", id, store.ErrNotFound)
+	}
+	return a, nil
+}
+
+func (f *fakeAgents) calls() (registered, lookedUp []string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.registered...), append([]string(nil), f.lookedUp...)
+}
+
+// fakeSubs is an in-memory subscriptions that records its calls.
+type fakeSubs struct {
+	mu           sync.Mutex
+	producers    map[string][]store.Subscription // by subscriber
+	err          error
+	subscribed   [][2]string // {producer, subscriber}
+	unsubscribed [][2]string
+}
+
+func (f *fakeSubs) Subscribe(ctx context.Context, producerID, subscriberID string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.subscribed = append(f.subscribed, [2]string{producerID, subscriberID})
+	return f.err
+}
+
+func (f *fakeSubs) Unsubscribe(ctx context.Context, producerID, subscriberID string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.unsubscribed = append(f.unsubscribed, [2]string{producerID, subscriberID})
+	return f.err
+}
+
+func (f *fakeSubs) Producers(ctx context.Context, subscriberID string) ([]store.Subscription, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err != nil {
+		return nil, f.err
+	}
+	return f.producers[subscriberID], nil
+}
+
+// fakePublisher records every Publish call and answers with receipts
+// "shardId-<agentId>" / "seq-<index>", or err.
+type fakePublisher struct {
+	mu      sync.Mutex
+	err     error
+	short   bool // return one receipt too few
+	onCall  func(ctx context.Context)
+	batches [][]pipeline.Event
+}
+
+func (f *fakePublisher) Publish(ctx context.Context, events []pipeline.Event) ([]pipeline.Receipt, error) {
+	if f.onCall != nil {
+		f.onCall(ctx)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.batches = append(f.batches, append([]pipeline.Event(nil), events...))
+	if f.err != nil {
+		return nil, f.err
+	}
+	out := make([]pipeline.Receipt, len(events))
+	for i, ev := range events {
+		out[i] = pipeline.Receipt{EventID: ev.EventID, ShardID: "shardId-" + ev.AgentID, SequenceNumber: fmt.Sprintf("seq-%d", i)}
+	}
+	if f.short {
+		out = out[1:]
+	}
+	return out, nil
+}
+
+func (f *fakePublisher) published() [][]pipeline.Event {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([][]pipeline.Event(nil), f.batches...)
+}
+
+// fakeReadiness answers Ready with err, or blocks until ctx ends.
+type fakeReadiness struct {
+	err   error
+	block bool
+	calls int
+	mu    sync.Mutex
+}
+
+func (f *fakeReadiness) Ready(ctx context.Context) error {
+	f.mu.Lock()
+	f.calls++
+	f.mu.Unlock()
+	if f.block {
+		<-ctx.Done()
+		return fmt.Errorf("readiness check: %w", ctx.Err())
+	}
+	return f.err
+}
+
+// fixture is a handler under test with its fakes and its log.
+type fixture struct {
+	h      http.Handler
+	agents *fakeAgents
+	subs   *fakeSubs
+	pub    *fakePublisher
+	ready  *fakeReadiness
+	logs   *observer.ObservedLogs
+}
+
+func newFixture(t *testing.T, cfg Config, agentIDs ...string) *fixture {
+	t.Helper()
+	core, logs := observer.New(zapcore.DebugLevel)
+	f := &fixture{agents: newFakeAgents(agentIDs...), subs: &fakeSubs{producers: map[string][]store.Subscription{}},
+		pub: &fakePublisher{}, ready: &fakeReadiness{}, logs: logs}
+	f.h = New(cfg, f.agents, f.subs, f.pub, f.ready, zap.New(core))
+	return f
+}
+
+// do sends one request through the handler. A non-empty contentType is
+// set as the Content-Type header.
+func (f *fixture) do(t *testing.T, method, path, contentType string, body io.Reader) *httptest.ResponseRecorder {
+	t.Helper()
+	req := httptest.NewRequest(method, path, body)
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	rec := httptest.NewRecorder()
+	f.h.ServeHTTP(rec, req)
+	return rec
+}
+
+func (f *fixture) doJSON(t *testing.T, method, path, body string) *httptest.ResponseRecorder {
+	t.Helper()
+	return f.do(t, method, path, "application/json", strings.NewReader(body))
+}
+
+// errorMessage checks that rec is a JSON error body, exactly
+// {"error": "..."}, and returns the message.
+func errorMessage(t *testing.T, rec *httptest.ResponseRecorder) string {
+	t.Helper()
+	if ct := rec.Header().Get("Content-Type"); ct != "application/json" {
+		t.Errorf("Content-Type = %q, want application/json", ct)
+	}
+	dec := json.NewDecoder(bytes.NewReader(rec.Body.Bytes()))
+	dec.DisallowUnknownFields()
+	var body struct {
+		Error *string `json:"error"`
+	}
+	if err := dec.Decode(&body); err != nil || body.Error == nil || *body.Error == "" {
+		t.Fatalf("body %q is not {\"error\": \"<message>\"} (decode error %v)", rec.Body.String(), err)
+	}
+	return *body.Error
+}
+
+// checkStatus fails t unless rec has status want.
+func checkStatus(t *testing.T, rec *httptest.ResponseRecorder, want int) {
+	t.Helper()
+	if rec.Code != want {
+		t.Fatalf("status = %d, want %d; body %s", rec.Code, want, rec.Body.String())
+	}
+}
+
+// checkErrorContains checks status and that the error message holds every
+// one of parts.
+func checkErrorContains(t *testing.T, rec *httptest.ResponseRecorder, status int, parts ...string) {
+	t.Helper()
+	checkStatus(t, rec, status)
+	msg := errorMessage(t, rec)
+	for _, p := range parts {
+		if !strings.Contains(msg, p) {
+			t.Errorf("error %q does not contain %q", msg, p)
+		}
+	}
+}

@@ -1,0 +1,123 @@
+// Package server is fanout's HTTP API: routing, request decoding and
+// validation, and the mapping of outcomes to status codes. It does no AWS
+// calls itself; it drives the agents, subscriptions and event stream
+// through the small interfaces below.
+package server
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"go.uber.org/zap"
+
+	"github.com/fanout/fanout/pipeline"
+	"github.com/fanout/fanout/store"
+)
+
+// Defaults for Config.
+const (
+	// defaultRequestTimeout stays below the ALB's default 60 s idle timeout,
+	// so a caller stuck behind a slow AWS call gets our 503 (and Retry-After),
+	// not the load balancer's 504.
+	defaultRequestTimeout = 30 * time.Second
+	// defaultReadyTimeout stays below the ALB health check's default 5 s
+	// timeout, so /readyz answers 503 rather than being cut off.
+	defaultReadyTimeout = 3 * time.Second
+	// defaultRetryAfter is long enough for Kinesis' per-second shard limits
+	// to refill and short enough not to stall producers.
+	defaultRetryAfter = 2 * time.Second
+)
+
+// Config holds the API's tunable limits. A zero field takes its default.
+// Limits fixed by AWS (batch size, body and record sizes) are constants,
+// not configuration.
+type Config struct {
+	// RequestTimeout bounds the work one request may do (AWS calls included).
+	RequestTimeout time.Duration
+	// ReadyTimeout bounds one readiness check behind GET /readyz.
+	ReadyTimeout time.Duration
+	// RetryAfter is what 503 answers put in their Retry-After header
+	// (rounded up to whole seconds).
+	RetryAfter time.Duration
+}
+
+func (c Config) withDefaults() Config {
+	if c.RequestTimeout <= 0 {
+		c.RequestTimeout = defaultRequestTimeout
+	}
+	if c.ReadyTimeout <= 0 {
+		c.ReadyTimeout = defaultReadyTimeout
+	}
+	if c.RetryAfter <= 0 {
+		c.RetryAfter = defaultRetryAfter
+	}
+	return c
+}
+
+// agents registers and looks up agents. *store.Store satisfies it.
+type agents interface {
+	// RegisterAgent returns the agent of resourceARN, creating it and its
+	// queue when there is none. Concurrent calls with one ARN yield one agent.
+	RegisterAgent(ctx context.Context, resourceARN string) (store.Agent, error)
+	// Agent returns the agent agentID, or an error wrapping store.ErrNotFound.
+	Agent(ctx context.Context, agentID string) (store.Agent, error)
+}
+
+// subscriptions records who follows whom. *store.Store satisfies it. All
+// methods are idempotent.
+type subscriptions interface {
+	Subscribe(ctx context.Context, producerID, subscriberID string) error
+	Unsubscribe(ctx context.Context, producerID, subscriberID string) error
+	// Producers lists the subscriptions of subscriberID (empty when none).
+	Producers(ctx context.Context, subscriberID string) ([]store.Subscription, error)
+}
+
+// publisher puts events into the event stream. *pipeline.Ingest satisfies it.
+type publisher interface {
+	// Publish puts the events into the stream, all or nothing from the
+	// caller's view: it returns a receipt per event, in order, only when
+	// every event is durably in Kinesis; pipeline.ErrUnavailable (wrapped)
+	// when Kinesis cannot take them.
+	Publish(ctx context.Context, events []pipeline.Event) ([]pipeline.Receipt, error)
+}
+
+// readiness reports whether this task can do its work. The app satisfies it.
+type readiness interface {
+	// Ready returns nil when AWS is reachable and the workers run, else
+	// the reason it is not ready.
+	Ready(ctx context.Context) error
+}
+
+// api holds the handlers' dependencies. Its methods are safe for
+// concurrent use as long as the dependencies are.
+type api struct {
+	cfg    Config
+	agents agents
+	subs   subscriptions
+	pub    publisher
+	ready  readiness
+	log    *zap.Logger
+}
+
+// New returns the HTTP API of fanout (see the routes below and SPEC.md).
+// Every answer is JSON; every error body is {"error": "..."}. The handler is
+// safe for concurrent use; it keeps no state between requests.
+func New(cfg Config, a agents, s subscriptions, p publisher, r readiness, log *zap.Logger) http.Handler {
+	h := &api{cfg: cfg.withDefaults(), agents: a, subs: s, pub: p, ready: r, log: log}
+	mux := chi.NewRouter()
+	mux.Use(withRequestID, h.logRequests, h.recoverPanics, h.withTimeout)
+	mux.NotFound(h.notFound)
+	mux.MethodNotAllowed(h.methodNotAllowed(mux))
+
+	mux.Get("/healthz", h.healthz)
+	mux.Get("/readyz", h.readyz)
+	mux.Post("/agents", h.registerAgent)
+	mux.Get("/agents/{agentId}", h.getAgent)
+	mux.Get("/agents/{listenerId}/subscriptions", h.listSubscriptions)
+	mux.Put("/agents/{listenerId}/subscriptions/{producerId}", h.subscribe)
+	mux.Delete("/agents/{listenerId}/subscriptions/{producerId}", h.unsubscribe)
+	mux.Post("/events", h.postEvents)
+	return mux
+}

@@ -1,0 +1,220 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/google/uuid"
+)
+
+// agentNamespace is the UUID namespace of agent ids: an agent's id is the
+// UUIDv5 of its resource ARN in it, so every registration of one ARN writes
+// the same key and DynamoDB's conditional put picks one winner. Changing it
+// would give every registered ARN a second agent.
+const agentNamespace = "aad0563f-af44-4e1c-97df-dba3fad9e27e"
+
+// queueNamePrefix starts every agent queue's name: agents-<agentId>.fifo.
+const queueNamePrefix = "agents-"
+
+// compensationTimeout bounds the clean-up after a failed registration (one
+// GetItem, one DeleteQueue). It runs even when the caller's context is done,
+// or a cancelled request would leave its queue behind.
+const compensationTimeout = 10 * time.Second
+
+// agentItems is the part of the DynamoDB API that registration uses.
+// *dynamodb.Client satisfies it; tests wrap one to inject failures the
+// emulator cannot produce.
+type agentItems interface {
+	GetItem(ctx context.Context, in *dynamodb.GetItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error)
+	PutItem(ctx context.Context, in *dynamodb.PutItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error)
+}
+
+// agentQueues is the part of the SQS API that registration uses.
+// *sqs.Client satisfies it; tests wrap one to inject failures.
+type agentQueues interface {
+	CreateQueue(ctx context.Context, in *sqs.CreateQueueInput, optFns ...func(*sqs.Options)) (*sqs.CreateQueueOutput, error)
+	DeleteQueue(ctx context.Context, in *sqs.DeleteQueueInput, optFns ...func(*sqs.Options)) (*sqs.DeleteQueueOutput, error)
+}
+
+// RegisterAgent returns the agent of resourceARN, registering it with a new
+// FIFO queue the first time. It is idempotent and race-free: any number of
+// concurrent calls with one ARN, in any processes, yield one agent and one
+// queue. resourceARN must be a valid IAM principal ARN (the caller checks).
+// When SQS still refuses to re-create a recently deleted queue the error
+// wraps ErrRetryLater. If the agent cannot be written, its new queue is
+// deleted again, unless an agent row exists after all, which is returned.
+func (s *Store) RegisterAgent(ctx context.Context, resourceARN string) (Agent, error) {
+	return registerAgent(ctx, s.db, s.sqs, s.tables.Agents, resourceARN, s.now)
+}
+
+// registerAgent is RegisterAgent over narrow clients.
+func registerAgent(ctx context.Context, db agentItems, q agentQueues, table, resourceARN string, now func() time.Time) (Agent, error) {
+	id := agentID(resourceARN)
+	a, err := getAgent(ctx, db, table, id)
+	if !errors.Is(err, ErrNotFound) {
+		return a, err // found, or failed
+	}
+	queueURL, err := createQueue(ctx, q, id, resourceARN)
+	if err != nil {
+		return Agent{}, err
+	}
+	a = Agent{ID: id, QueueURL: queueURL, ResourceARN: resourceARN, CreatedAt: now().UTC().Truncate(time.Millisecond)}
+	_, err = db.PutItem(ctx, &dynamodb.PutItemInput{
+		TableName: aws.String(table),
+		Item: map[string]types.AttributeValue{
+			attrAgentID:     attrS(a.ID),
+			attrResourceARN: attrS(a.ResourceARN),
+			attrQueueURL:    attrS(a.QueueURL),
+			attrCreatedAt:   attrS(formatTime(a.CreatedAt)),
+		},
+		ConditionExpression:      aws.String("attribute_not_exists(#id)"),
+		ExpressionAttributeNames: map[string]string{"#id": attrAgentID},
+	})
+	switch {
+	case err == nil:
+		return a, nil
+	case hasCode(err, codeConditionalCheckFailed):
+		// A concurrent registration won; its row names the same queue.
+		return getAgent(ctx, db, table, id)
+	}
+	putErr := fmt.Errorf("register agent %s: put into table %s: %w", id, table, err)
+	return compensate(ctx, db, q, table, id, queueURL, putErr)
+}
+
+// compensate runs after the agent row could not be written: it returns the
+// row if one exists after all (the write landed, or a concurrent one did),
+// and otherwise deletes the queue so that none is left without an agent.
+// When even the read fails, the queue stays: a retry reuses it, as its name
+// follows from the ARN.
+func compensate(ctx context.Context, db agentItems, q agentQueues, table, id, queueURL string, putErr error) (Agent, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), compensationTimeout)
+	defer cancel()
+	a, err := getAgent(ctx, db, table, id)
+	switch {
+	case err == nil:
+		return a, nil
+	case !errors.Is(err, ErrNotFound):
+		return Agent{}, errors.Join(putErr, err)
+	}
+	if _, err := q.DeleteQueue(ctx, &sqs.DeleteQueueInput{QueueUrl: aws.String(queueURL)}); err != nil {
+		return Agent{}, errors.Join(putErr, fmt.Errorf("delete queue %s of unregistered agent %s: %w", queueURL, id, err))
+	}
+	return Agent{}, putErr
+}
+
+// agentID is the id of the agent of resourceARN.
+func agentID(resourceARN string) string {
+	return uuid.NewSHA1(uuid.MustParse(agentNamespace), []byte(resourceARN)).String()
+}
+
+// queueName is the name of agent id's queue.
+func queueName(id string) string {
+	return queueNamePrefix + id + ".fifo"
+}
+
+// createQueue creates agent id's FIFO queue, or finds it: CreateQueue with
+// the same name and attributes returns the existing queue.
+func createQueue(ctx context.Context, q agentQueues, id, resourceARN string) (string, error) {
+	name := queueName(id)
+	policy, err := queuePolicy(resourceARN, name)
+	if err != nil {
+		return "", fmt.Errorf("policy of queue %s for agent %s: %w", name, id, err)
+	}
+	out, err := q.CreateQueue(ctx, &sqs.CreateQueueInput{
+		QueueName: aws.String(name),
+		Attributes: map[string]string{
+			string(sqstypes.QueueAttributeNameFifoQueue):                 "true",
+			string(sqstypes.QueueAttributeNameContentBasedDeduplication): "false",
+			// Deduplication per group and throughput per group: groups are
+			// producers, and one busy producer must not slow the others.
+			string(sqstypes.QueueAttributeNameDeduplicationScope):  "messageGroup",
+			string(sqstypes.QueueAttributeNameFifoThroughputLimit): "perMessageGroupId",
+			string(sqstypes.QueueAttributeNamePolicy):              policy,
+		},
+	})
+	switch {
+	case hasCode(err, codesQueueDeletedRecently...):
+		return "", fmt.Errorf("create queue %s for agent %s: %w: %w", name, id, ErrRetryLater, err)
+	case err != nil:
+		return "", fmt.Errorf("create queue %s for agent %s: %w", name, id, err)
+	}
+	return aws.ToString(out.QueueUrl), nil
+}
+
+// The queue policy document, built from structs so that no ARN can change
+// its structure.
+type (
+	policyDocument struct {
+		Version   string
+		Statement []policyStatement
+	}
+	policyStatement struct {
+		Effect    string
+		Principal policyPrincipal
+		Action    []string
+		Resource  string
+	}
+	policyPrincipal struct {
+		AWS string
+	}
+)
+
+// queuePolicy lets exactly the principal resourceARN receive and delete
+// messages of queue name, read its attributes and find its URL.
+func queuePolicy(resourceARN, name string) (string, error) {
+	partition := "aws"
+	if parts := strings.SplitN(resourceARN, ":", 3); len(parts) == 3 && parts[1] != "" {
+		partition = parts[1]
+	}
+	b, err := json.Marshal(policyDocument{
+		Version: "2012-10-17",
+		Statement: []policyStatement{{
+			Effect:    "Allow",
+			Principal: policyPrincipal{AWS: resourceARN},
+			Action:    []string{"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"},
+			Resource:  fmt.Sprintf("arn:%s:sqs:*:*:%s", partition, name),
+		}},
+	})
+	return string(b), err
+}
+
+// Agent returns agent agentID, read consistently. The error wraps ErrNotFound
+// when there is none.
+func (s *Store) Agent(ctx context.Context, agentID string) (Agent, error) {
+	return getAgent(ctx, s.db, s.tables.Agents, agentID)
+}
+
+// getAgent is Agent over a narrow client.
+func getAgent(ctx context.Context, db agentItems, table, id string) (Agent, error) {
+	out, err := db.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName:      aws.String(table),
+		Key:            map[string]types.AttributeValue{attrAgentID: attrS(id)},
+		ConsistentRead: aws.Bool(true),
+	})
+	if err != nil {
+		return Agent{}, fmt.Errorf("get agent %s: %w", id, err)
+	}
+	if out.Item == nil {
+		return Agent{}, fmt.Errorf("get agent %s: %w", id, ErrNotFound)
+	}
+	r := reader{item: out.Item}
+	a := Agent{
+		ID:          r.str(attrAgentID),
+		QueueURL:    r.str(attrQueueURL),
+		ResourceARN: r.str(attrResourceARN),
+		CreatedAt:   r.time(attrCreatedAt),
+	}
+	if r.err != nil {
+		return Agent{}, fmt.Errorf("get agent %s from table %s: %w", id, table, r.err)
+	}
+	return a, nil
+}

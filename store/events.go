@@ -1,0 +1,105 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+)
+
+// eventTTL is how long a SubscriberEvents item is kept. The publisher reads
+// it from the table's stream within seconds and the stream keeps records
+// for 24 h; 7 days leaves operators a week to see what was fanned out
+// while the table stays bounded.
+const eventTTL = 7 * 24 * time.Hour
+
+// PutEvent writes e as one SubscriberEvents item, unless the item is there
+// already: a replay writes nothing and returns created == false. It uses a
+// single PutItem on purpose: the table's stream then carries one record per
+// new event, and a caller that writes one subscriber's events one at a time
+// gets them in the stream in that order.
+func (s *Store) PutEvent(ctx context.Context, e Event) (created bool, err error) {
+	if e.SubscriberID == "" || e.EventID == "" || e.Timestamp == "" {
+		return false, fmt.Errorf("put event %s for subscriber %s: subscriber id, event id and timestamp are required", e.EventID, e.SubscriberID)
+	}
+	_, err = s.db.PutItem(ctx, &dynamodb.PutItemInput{
+		TableName: aws.String(s.tables.SubscriberEvents),
+		Item: map[string]types.AttributeValue{
+			attrSubscriberID:   attrS(e.SubscriberID),
+			attrEventSortKey:   attrS(eventSortKey(e)),
+			attrEventID:        attrS(e.EventID),
+			attrProducerID:     attrS(e.ProducerID),
+			attrEventType:      attrS(e.EventType),
+			attrEventTimestamp: attrS(e.Timestamp),
+			attrData:           attrS(string(e.Data)),
+			attrShardID:        attrS(e.ShardID),
+			attrSeq:            attrS(e.Seq),
+			attrExpiresAt:      &types.AttributeValueMemberN{Value: strconv.FormatInt(s.now().Add(eventTTL).Unix(), 10)},
+		},
+		ConditionExpression:      aws.String("attribute_not_exists(#k)"),
+		ExpressionAttributeNames: map[string]string{"#k": attrSubscriberID},
+	})
+	switch {
+	case err == nil:
+		return true, nil
+	case hasCode(err, codeConditionalCheckFailed):
+		return false, nil
+	}
+	return false, fmt.Errorf("put event %s for subscriber %s into table %s: %w", e.EventID, e.SubscriberID, s.tables.SubscriberEvents, err)
+}
+
+// eventSortKey is the timestamp as published, '#' and the event id: events
+// sort by time (timestamps are RFC 3339 UTC with milliseconds) and two
+// events of one millisecond keep separate items.
+func eventSortKey(e Event) string {
+	return e.Timestamp + "#" + e.EventID
+}
+
+// DecodeEventImage decodes the NewImage of a SubscriberEvents stream record,
+// given as plain JSON: the image converted with the dynamodbstreams
+// attributevalue package's UnmarshalMap into a map[string]any, then
+// json.Marshal'ed. Data comes back byte for byte as written.
+func DecodeEventImage(image []byte) (Event, error) {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(image, &m); err != nil {
+		return Event{}, fmt.Errorf("decode event image: %w", err)
+	}
+	var (
+		e    Event
+		data string
+		errs []error
+	)
+	for _, f := range []struct {
+		name string
+		dst  *string
+	}{
+		{attrEventID, &e.EventID},
+		{attrProducerID, &e.ProducerID},
+		{attrSubscriberID, &e.SubscriberID},
+		{attrEventType, &e.EventType},
+		{attrEventTimestamp, &e.Timestamp},
+		{attrData, &data},
+		{attrShardID, &e.ShardID},
+		{attrSeq, &e.Seq},
+	} {
+		raw, ok := m[f.name]
+		if !ok {
+			errs = append(errs, fmt.Errorf("no attribute %s", f.name))
+			continue
+		}
+		if err := json.Unmarshal(raw, f.dst); err != nil {
+			errs = append(errs, fmt.Errorf("attribute %s: %w", f.name, err))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return Event{}, fmt.Errorf("decode event image (event %s, subscriber %s): %w", e.EventID, e.SubscriberID, err)
+	}
+	e.Data = json.RawMessage(data)
+	return e, nil
+}

@@ -1,0 +1,69 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+)
+
+// MaxBatch is the most messages one SendMessages call takes: SQS's limit
+// for SendMessageBatch.
+const MaxBatch = 10
+
+// BatchFailure is one message of a batch that SQS did not take.
+type BatchFailure struct {
+	ID          string // the Message.ID of the entry
+	Code        string
+	Message     string
+	SenderFault bool // true: resending the same message fails again
+}
+
+// SendMessages sends msgs (at most MaxBatch) to the FIFO queue at queueURL
+// in one SendMessageBatch call, in slice order, and returns the entries SQS
+// did not take. It does not retry: the caller decides what to resend. When
+// the queue does not exist (whether SQS says so for the call or for an
+// entry) the error wraps ErrQueueMissing. Sending no
+// messages does nothing.
+func (s *Store) SendMessages(ctx context.Context, queueURL string, msgs []Message) (failed []BatchFailure, err error) {
+	if len(msgs) > MaxBatch {
+		return nil, fmt.Errorf("send %d messages to queue %s: at most %d per batch", len(msgs), queueURL, MaxBatch)
+	}
+	if len(msgs) == 0 {
+		return nil, nil
+	}
+	entries := make([]types.SendMessageBatchRequestEntry, len(msgs))
+	for i, m := range msgs {
+		entries[i] = types.SendMessageBatchRequestEntry{
+			Id:                     aws.String(m.ID),
+			MessageBody:            aws.String(m.Body),
+			MessageGroupId:         aws.String(m.GroupID),
+			MessageDeduplicationId: aws.String(m.DedupID),
+		}
+	}
+	out, err := s.sqs.SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: aws.String(queueURL), Entries: entries})
+	switch {
+	case hasCode(err, codesQueueMissing...):
+		return nil, fmt.Errorf("send %d messages to queue %s: %w: %w", len(msgs), queueURL, ErrQueueMissing, err)
+	case err != nil:
+		return nil, fmt.Errorf("send %d messages to queue %s: %w", len(msgs), queueURL, err)
+	}
+	for _, f := range out.Failed {
+		code := aws.ToString(f.Code)
+		if slices.Contains(codesQueueMissing, code) {
+			// Some endpoints (the emulator) report a missing queue per
+			// entry rather than for the call.
+			return nil, fmt.Errorf("send %d messages to queue %s: entry %s: %w: %s", len(msgs), queueURL, aws.ToString(f.Id), ErrQueueMissing, code)
+		}
+		failed = append(failed, BatchFailure{
+			ID:          aws.ToString(f.Id),
+			Code:        code,
+			Message:     aws.ToString(f.Message),
+			SenderFault: f.SenderFault,
+		})
+	}
+	return failed, nil
+}

@@ -1,0 +1,128 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+)
+
+// testQueue registers an agent for t and returns its queue URL.
+func testQueue(t *testing.T, s *Store) string {
+	t.Helper()
+	a, err := s.RegisterAgent(testContext(t), roleARN(t))
+	if err != nil {
+		t.Fatalf("RegisterAgent: %v", err)
+	}
+	return a.QueueURL
+}
+
+// messages returns n messages of group g, ids and bodies g-0, g-1, ...
+func messages(g string, n int) []Message {
+	msgs := make([]Message, n)
+	for i := range msgs {
+		id := fmt.Sprintf("%s-%d", g, i)
+		msgs[i] = Message{ID: id, GroupID: g, DedupID: id, Body: id}
+	}
+	return msgs
+}
+
+// TestSendMessagesOrder sends two producers' messages interleaved over
+// several batches and receives each group back in the order sent.
+func TestSendMessagesOrder(t *testing.T) {
+	t.Parallel()
+	s := newTestStore(t)
+	ctx := testContext(t)
+	url := testQueue(t, s)
+
+	a, b := messages("a", 15), messages("b", 15)
+	var all []Message
+	for i := range a {
+		all = append(all, a[i], b[i])
+	}
+	for batch := range slices.Chunk(all, MaxBatch) {
+		if failed, err := s.SendMessages(ctx, url, batch); err != nil || len(failed) != 0 {
+			t.Fatalf("SendMessages = %+v, %v; want no failures", failed, err)
+		}
+	}
+
+	_, q := clients(s)
+	got := map[string][]string{}
+	var received int
+	poll(t, fmt.Sprintf("%d messages", len(all)), func() (bool, error) {
+		out, err := q.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
+			QueueUrl:                    aws.String(url),
+			MaxNumberOfMessages:         10,
+			MessageSystemAttributeNames: []sqstypes.MessageSystemAttributeName{sqstypes.MessageSystemAttributeNameMessageGroupId},
+		})
+		if err != nil {
+			return false, err
+		}
+		for _, m := range out.Messages {
+			g := m.Attributes[string(sqstypes.MessageSystemAttributeNameMessageGroupId)]
+			got[g] = append(got[g], aws.ToString(m.Body))
+			received++
+			if _, err := q.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: aws.String(url), ReceiptHandle: m.ReceiptHandle}); err != nil {
+				return false, err
+			}
+		}
+		return received >= len(all), nil
+	})
+	for g, msgs := range map[string][]Message{"a": a, "b": b} {
+		var want []string
+		for _, m := range msgs {
+			want = append(want, m.Body)
+		}
+		if !slices.Equal(got[g], want) {
+			t.Errorf("group %s received %v, want %v", g, got[g], want)
+		}
+	}
+}
+
+func TestSendMessagesEntryFailure(t *testing.T) {
+	t.Parallel()
+	s := newTestStore(t)
+	ctx := testContext(t)
+	url := testQueue(t, s)
+
+	msgs := messages("a", 3)
+	msgs[1].Body = "" // SQS refuses an empty body
+	failed, err := s.SendMessages(ctx, url, msgs)
+	if err != nil {
+		t.Fatalf("SendMessages: %v", err)
+	}
+	if len(failed) != 1 || failed[0].ID != "a-1" || failed[0].Code == "" || !failed[0].SenderFault {
+		t.Errorf("failed = %+v, want entry a-1 as a sender fault with a code", failed)
+	}
+}
+
+func TestSendMessagesMissingQueue(t *testing.T) {
+	t.Parallel()
+	s := newTestStore(t)
+	ctx := testContext(t)
+	url := testQueue(t, s)
+	_, q := clients(s)
+	if _, err := q.DeleteQueue(ctx, &sqs.DeleteQueueInput{QueueUrl: aws.String(url)}); err != nil {
+		t.Fatalf("DeleteQueue: %v", err)
+	}
+	_, err := s.SendMessages(ctx, url, messages("a", 2))
+	if !errors.Is(err, ErrQueueMissing) {
+		t.Errorf("SendMessages to a deleted queue: error %v, want ErrQueueMissing", err)
+	}
+}
+
+func TestSendMessagesBatchSize(t *testing.T) {
+	t.Parallel()
+	s := New(nil, nil, Tables{}) // neither call may reach AWS
+	ctx := testContext(t)
+	if _, err := s.SendMessages(ctx, "http://unused", messages("a", MaxBatch+1)); err == nil {
+		t.Errorf("SendMessages(%d messages) = nil error, want one", MaxBatch+1)
+	}
+	if failed, err := s.SendMessages(ctx, "http://unused", nil); err != nil || failed != nil {
+		t.Errorf("SendMessages(none) = %v, %v; want nil, nil", failed, err)
+	}
+}

@@ -1,0 +1,98 @@
+// Package store owns fanout's DynamoDB tables and SQS queues. It is the only
+// package that knows their attribute names; callers see typed values.
+package store
+
+import (
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+)
+
+// Errors callers branch on.
+var (
+	// ErrNotFound: the agent (or other item) does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrQueueMissing: the SQS queue a message was sent to does not exist.
+	ErrQueueMissing = errors.New("queue does not exist")
+	// ErrRetryLater: the operation cannot be done now but can be retried,
+	// e.g. SQS refuses to re-create a queue for 60 s after it was deleted.
+	ErrRetryLater = errors.New("retry later")
+)
+
+// Tables names the DynamoDB tables fanout uses.
+type Tables struct {
+	Agents           string
+	Subscribers      string
+	SubscriberEvents string
+	DeadLetters      string
+}
+
+// Agent is a registered agent and its delivery queue.
+type Agent struct {
+	ID          string    `json:"agentId"`
+	QueueURL    string    `json:"queueUrl"`
+	ResourceARN string    `json:"resourceArn"`
+	CreatedAt   time.Time `json:"createdAt"`
+}
+
+// Subscription says that SubscriberID follows ProducerID since CreatedAt.
+type Subscription struct {
+	ProducerID   string
+	SubscriberID string
+	CreatedAt    time.Time
+}
+
+// Event is one producer event fanned out to one subscriber: an item of
+// SubscriberEvents.
+type Event struct {
+	EventID      string
+	ProducerID   string
+	SubscriberID string
+	EventType    string
+	Timestamp    string          // RFC 3339 with milliseconds, as published
+	Data         json.RawMessage // any JSON value
+	ShardID      string          // Kinesis shard of the source record
+	Seq          string          // Kinesis sequence number of the source record
+}
+
+// DeadLetter is a record set aside because it cannot be processed.
+type DeadLetter struct {
+	ID      string // deterministic, so a replay does not add a second one
+	Stage   string // "aggregator" or "publisher"
+	Reason  string
+	ShardID string
+	Seq     string
+	Data    []byte
+	At      time.Time
+}
+
+// Message is one SQS FIFO message to send.
+type Message struct {
+	ID      string // batch entry id, unique within one call
+	GroupID string
+	DedupID string
+	Body    string
+}
+
+// Store reads and writes fanout's tables and queues. It is safe for
+// concurrent use.
+type Store struct {
+	db     *dynamodb.Client
+	sqs    *sqs.Client
+	tables Tables
+	// pageSize caps the items of one Query or Scan page; 0 leaves
+	// DynamoDB's own 1 MB pages. Tests set it small to prove that every
+	// page is read.
+	pageSize int32
+	// now is the clock of createdAt and expiresAt values; tests set one
+	// whose readings differ.
+	now func() time.Time
+}
+
+// New returns a Store over the given clients and table names.
+func New(db *dynamodb.Client, q *sqs.Client, tables Tables) *Store {
+	return &Store{db: db, sqs: q, tables: tables, now: time.Now}
+}
