@@ -13,10 +13,10 @@ FROM --platform=$BUILDPLATFORM golang:1.26.8-bookworm AS build
 ARG TARGETOS
 ARG TARGETARCH
 WORKDIR /src
-# Modules first: this layer is reused until go.mod or go.sum change.
-COPY go.mod go.sum ./
-RUN --mount=type=cache,target=/go/pkg/mod go mod download
 COPY . .
+# go build fetches only the modules the binary imports (`go mod download`
+# would fetch the tests' too); the cache mounts keep modules and compiled
+# packages between builds on the same builder.
 RUN --mount=type=cache,target=/go/pkg/mod \
     --mount=type=cache,target=/root/.cache/go-build \
     CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH \

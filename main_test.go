@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -177,6 +178,18 @@ func TestBinary(t *testing.T) {
 		r := <-inFlight
 		if r.err != nil || r.status != 200 {
 			t.Errorf("request in flight at SIGTERM: status %d, error %v; want 200", r.status, r.err)
+		}
+		// Every line on stderr is one of our JSON log entries: nothing
+		// comes from KCL's default (logrus) logger or the AWS SDK's.
+		lines := strings.Split(strings.TrimSpace(drain(logs)), "\n")
+		if len(lines) < 3 {
+			t.Fatalf("only %d log lines", len(lines))
+		}
+		for _, l := range lines {
+			var entry struct{ Level, Msg string }
+			if err := json.Unmarshal([]byte(l), &entry); err != nil || entry.Level == "" || entry.Msg == "" {
+				t.Errorf("log line is not a structured entry: %s", l)
+			}
 		}
 	})
 }

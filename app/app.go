@@ -17,10 +17,13 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/arn"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodbstreams"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
+	"github.com/aws/smithy-go/middleware"
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
@@ -57,17 +60,22 @@ func New(ctx context.Context, cfg Config, awsCfg aws.Config, log *zap.Logger) (*
 	calls := NewCallCounter()
 	awsCfg = awsCfg.Copy()
 	awsCfg.APIOptions = append(awsCfg.APIOptions, calls.Middleware)
+	awsCfg.Logger = sdkLogger(log)
 	routeGlobalLogs(log)
 
-	ddb := dynamodb.NewFromConfig(awsCfg)
+	ddb := dynamodb.NewFromConfig(awsCfg, skipChecksumOffAWS)
 	kc := kinesis.NewFromConfig(awsCfg)
 	streams := dynamodbstreams.NewFromConfig(awsCfg)
+	account, err := callerAccount(ctx, sts.NewFromConfig(awsCfg), awsCfg.Region)
+	if err != nil {
+		return nil, err
+	}
 	st := store.New(ddb, sqs.NewFromConfig(awsCfg), store.Tables{
 		Agents:           cfg.AgentsTable,
 		Subscribers:      cfg.SubscribersTable,
 		SubscriberEvents: cfg.SubscriberEventsTable,
 		DeadLetters:      cfg.DeadLettersTable,
-	})
+	}, account)
 
 	if cfg.CreateResources {
 		log.Info("creating missing resources", zap.String("stream", cfg.Stream))
@@ -160,6 +168,21 @@ func (r *readiness) Ready(ctx context.Context) error {
 	return r.last
 }
 
+// callerAccount asks STS where fanout runs: the partition and account of
+// its credentials, in region. Queue policies name their queues' exact ARNs
+// from it.
+func callerAccount(ctx context.Context, c *sts.Client, region string) (store.Account, error) {
+	out, err := c.GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
+	if err != nil {
+		return store.Account{}, fmt.Errorf("cannot identify the AWS account (sts:GetCallerIdentity): check credentials: %w", err)
+	}
+	caller, err := arn.Parse(aws.ToString(out.Arn))
+	if err != nil || aws.ToString(out.Account) == "" {
+		return store.Account{}, fmt.Errorf("cannot identify the AWS account: sts:GetCallerIdentity answered account %q, ARN %q", aws.ToString(out.Account), aws.ToString(out.Arn))
+	}
+	return store.Account{Partition: caller.Partition, Region: region, ID: aws.ToString(out.Account)}, nil
+}
+
 // defaultWorkerID names this task in the lease tables: the host name (the
 // task's on Fargate) and a random suffix, so a restarted task never
 // mistakes its predecessor's leases for its own.
@@ -168,4 +191,21 @@ func defaultWorkerID() string {
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)
 	return host + "-" + hex.EncodeToString(b)
+}
+
+// skipChecksumOffAWS keeps DynamoDB's response CRC32 check against AWS and
+// drops it when an endpoint override (AWS_ENDPOINT_URL, an emulator) is in
+// use: kumo sends no checksum, and every response would log a warning.
+func skipChecksumOffAWS(o *dynamodb.Options) {
+	if o.BaseEndpoint == nil {
+		return
+	}
+	o.APIOptions = append(o.APIOptions, func(stack *middleware.Stack) error {
+		const id = "DynamoDB:ResponseChecksumValidation"
+		if _, ok := stack.Deserialize.Get(id); !ok {
+			return nil
+		}
+		_, err := stack.Deserialize.Remove(id)
+		return err
+	})
 }

@@ -38,7 +38,7 @@ type env struct {
 	store  *store.Store
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	n := awstest.Name(t, "e2e")
 	cfg, err := app.ConfigFromEnv(func(string) string { return "" })
@@ -63,7 +63,7 @@ func newEnv(t *testing.T) *env {
 		store: store.New(awstest.DynamoDB(t), awstest.SQS(t), store.Tables{
 			Agents: cfg.AgentsTable, Subscribers: cfg.SubscribersTable,
 			SubscriberEvents: cfg.SubscriberEventsTable, DeadLetters: cfg.DeadLettersTable,
-		}),
+		}, store.Account{Partition: "aws", Region: "us-east-1", ID: "000000000000"}),
 	}
 }
 
@@ -78,7 +78,7 @@ type service struct {
 
 // start runs a fanout task on e through the production wiring and waits
 // until it is ready. It is stopped at the end of the test if still running.
-func (e *env) start(t *testing.T, workerID string) *service {
+func (e *env) start(t testing.TB, workerID string) *service {
 	t.Helper()
 	cfg := e.cfg
 	cfg.WorkerID = workerID
@@ -104,7 +104,7 @@ func (e *env) start(t *testing.T, workerID string) *service {
 
 // stop stops the task the way SIGTERM does (main's signal context is
 // cancelled) and fails the test unless it stops cleanly and in time.
-func (s *service) stop(t *testing.T) {
+func (s *service) stop(t testing.TB) {
 	t.Helper()
 	s.once.Do(func() {
 		s.cancel()
@@ -121,7 +121,7 @@ func (s *service) stop(t *testing.T) {
 
 // testLogger collects the service's logs and prints them only when the
 // test fails (writes after the test ends are kept harmlessly).
-func testLogger(t *testing.T) *zap.Logger {
+func testLogger(t testing.TB) *zap.Logger {
 	var mu sync.Mutex
 	var buf bytes.Buffer
 	t.Cleanup(func() {
@@ -145,7 +145,7 @@ type writerFunc func([]byte) (int, error)
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
 // waitFor polls cond until it holds or timeout passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
@@ -157,7 +157,7 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 }
 
 // call sends a JSON request and returns the status and body.
-func call(t *testing.T, method, url string, body any) (int, []byte) {
+func call(t testing.TB, method, url string, body any) (int, []byte) {
 	t.Helper()
 	var r io.Reader
 	if body != nil {
@@ -187,7 +187,7 @@ func call(t *testing.T, method, url string, body any) (int, []byte) {
 }
 
 // mustCall is call that fails the test unless the status is want.
-func mustCall(t *testing.T, want int, method, url string, body any) []byte {
+func mustCall(t testing.TB, want int, method, url string, body any) []byte {
 	t.Helper()
 	got, out := call(t, method, url, body)
 	if got != want {
@@ -197,7 +197,7 @@ func mustCall(t *testing.T, want int, method, url string, body any) []byte {
 }
 
 // register creates an agent for a fresh role ARN.
-func register(t *testing.T, s *service, name string) store.Agent {
+func register(t testing.TB, s *service, name string) store.Agent {
 	t.Helper()
 	arn := fmt.Sprintf("arn:aws:iam::123456789012:role/%s", awstest.Name(t, name))
 	var a store.Agent
@@ -210,7 +210,7 @@ func register(t *testing.T, s *service, name string) store.Agent {
 	return a
 }
 
-func subscribe(t *testing.T, s *service, listener, producer store.Agent) {
+func subscribe(t testing.TB, s *service, listener, producer store.Agent) {
 	t.Helper()
 	mustCall(t, 204, "PUT", s.url+"/agents/"+listener.ID+"/subscriptions/"+producer.ID, nil)
 }
@@ -229,7 +229,7 @@ type receipts struct {
 }
 
 // publish posts events (an array) and returns their receipts.
-func publish(t *testing.T, s *service, events ...event) []pipeline.Receipt {
+func publish(t testing.TB, s *service, events ...event) []pipeline.Receipt {
 	t.Helper()
 	var r receipts
 	if err := json.Unmarshal(mustCall(t, 202, "POST", s.url+"/events", events), &r); err != nil {
@@ -251,7 +251,7 @@ func numbered(producer store.Agent, from, n int) []event {
 
 // receive drains messages from a queue until until(got) holds, deleting
 // what it receives; it fails the test after timeout.
-func receive(t *testing.T, e *env, queueURL string, timeout time.Duration, until func([]pipeline.Message) bool) []pipeline.Message {
+func receive(t testing.TB, e *env, queueURL string, timeout time.Duration, until func([]pipeline.Message) bool) []pipeline.Message {
 	t.Helper()
 	var got []pipeline.Message
 	deadline := time.Now().Add(timeout)
@@ -265,7 +265,7 @@ func receive(t *testing.T, e *env, queueURL string, timeout time.Duration, until
 }
 
 // receiveOnce long-polls a queue once (up to 1 s) and deletes what it got.
-func receiveOnce(t *testing.T, e *env, queueURL string) []pipeline.Message {
+func receiveOnce(t testing.TB, e *env, queueURL string) []pipeline.Message {
 	t.Helper()
 	out, err := e.sqs.ReceiveMessage(context.Background(), &sqs.ReceiveMessageInput{
 		QueueUrl: aws.String(queueURL), MaxNumberOfMessages: 10, WaitTimeSeconds: 1,
@@ -308,7 +308,7 @@ func count(n int) func([]pipeline.Message) bool {
 }
 
 // queued returns how many messages wait in a queue (visible or not).
-func queued(t *testing.T, e *env, queueURL string) int {
+func queued(t testing.TB, e *env, queueURL string) int {
 	t.Helper()
 	out, err := e.sqs.GetQueueAttributes(context.Background(), &sqs.GetQueueAttributesInput{
 		QueueUrl:       aws.String(queueURL),
@@ -325,7 +325,7 @@ func queued(t *testing.T, e *env, queueURL string) int {
 
 // checkExactlyOnceInOrder asserts that msgs hold, for each producer in
 // want, exactly the numbers 0..want[producer]-1 in order, and nothing else.
-func checkExactlyOnceInOrder(t *testing.T, subscriber string, msgs []pipeline.Message, want map[string]int) {
+func checkExactlyOnceInOrder(t testing.TB, subscriber string, msgs []pipeline.Message, want map[string]int) {
 	t.Helper()
 	next := map[string]int{}
 	seen := map[string]bool{}

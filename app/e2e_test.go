@@ -11,6 +11,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/fanout/fanout/internal/awstest"
 	"github.com/fanout/fanout/pipeline"
@@ -328,4 +329,41 @@ func TestTwoServicesShareTheStream(t *testing.T) {
 		want[p.ID] = 2 * per
 	}
 	checkExactlyOnceInOrder(t, sub.ID, msgs, want)
+}
+
+// TestMissingQueueDelaysOnlyItsSubscriber: when one subscriber's queue is
+// deleted, its events are set aside in the dead letters and every other
+// subscriber still gets everything, in order.
+func TestMissingQueueDelaysOnlyItsSubscriber(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	s := e.start(t, "missing")
+	producer, gone, fine := register(t, s, "p"), register(t, s, "gone"), register(t, s, "fine")
+	subscribe(t, s, gone, producer)
+	subscribe(t, s, fine, producer)
+	if _, err := e.sqs.DeleteQueue(context.Background(), &sqs.DeleteQueueInput{QueueUrl: aws.String(gone.QueueURL)}); err != nil {
+		t.Fatal(err)
+	}
+	const n = 15
+	for i := 0; i < n; i += 5 {
+		publish(t, s, numbered(producer, i, 5)...)
+	}
+	msgs := receive(t, e, fine.QueueURL, deliveryTimeout, count(n))
+	checkExactlyOnceInOrder(t, fine.ID, msgs, map[string]int{producer.ID: n})
+
+	var letters []store.DeadLetter
+	waitFor(t, deliveryTimeout, "the missing queue's events in the dead letters", func() bool {
+		var err error
+		letters, err = e.store.DeadLetters(context.Background())
+		return err == nil && len(letters) >= n
+	})
+	for _, l := range letters {
+		var m pipeline.Message
+		if err := json.Unmarshal(l.Data, &m); err != nil || l.Stage != "publisher" || m.SubscriberID != gone.ID || !strings.Contains(l.Reason, "does not exist") {
+			t.Errorf("dead letter %s: stage %s, reason %q, data %s; want the publisher's, for %s, saying the queue does not exist", l.ID, l.Stage, l.Reason, l.Data, gone.ID)
+		}
+	}
+	if len(letters) != n {
+		t.Errorf("got %d dead letters, want %d", len(letters), n)
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/aws/smithy-go/logging"
 	"github.com/sirupsen/logrus"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -45,4 +46,17 @@ func (h logrusHook) Fire(e *logrus.Entry) error {
 		h.s.Debugw(e.Message)
 	}
 	return nil
+}
+
+// sdkLogger sends what the AWS SDK logs (retry and checksum warnings) to
+// log instead of its default plain-text stderr logger.
+func sdkLogger(log *zap.Logger) logging.Logger {
+	s := log.Named("aws").Sugar()
+	return logging.LoggerFunc(func(c logging.Classification, format string, v ...any) {
+		if c == logging.Warn {
+			s.Warnf(format, v...)
+			return
+		}
+		s.Debugf(format, v...)
+	})
 }

@@ -192,7 +192,7 @@ func parseRecord(shardID string, r types.Record) ([]Event, error) {
 		if err := d.Decode(v); err != nil {
 			return fmt.Errorf("record is not an event: %v", err)
 		}
-		if d.More() {
+		if d.InputOffset() != int64(len(data)) { // d.More misses a stray '}' or ']'
 			return errors.New("record is not an event: data after the JSON value")
 		}
 		return nil

@@ -31,11 +31,12 @@ import (
 // another page is still in the listing, and returns one page. A "finished"
 // answer is cached for the life of the returned function (finished is
 // permanent); a lookup error hides the child this time only (fail closed:
-// KCL lists shards again at its next sync). Other operations pass through.
-// Safe for concurrent use. Once shown, a child stays shown, which matters:
-// KCL deletes the lease row of a shard that disappears from the listing.
+// KCL lists shards again at its next sync). Once shown, a shard stays shown
+// (even if a trimmed parent were listed again): KCL deletes the lease row of
+// a shard that disappears from the listing. Other operations pass through.
+// Safe for concurrent use.
 func gateChildren(finished func(ctx context.Context, shardID string) (bool, error)) func(*middleware.Stack) error {
-	g := &childGate{finished: finished, done: make(map[string]bool)}
+	g := &childGate{finished: finished, done: make(map[string]bool), shown: make(map[string]bool)}
 	return func(stack *middleware.Stack) error {
 		return stack.Initialize.Add(middleware.InitializeMiddlewareFunc("fanout.GateChildren", g.handle), middleware.Before)
 	}
@@ -46,8 +47,9 @@ func gateChildren(finished func(ctx context.Context, shardID string) (bool, erro
 type childGate struct {
 	finished func(ctx context.Context, shardID string) (bool, error)
 
-	mu   sync.Mutex
-	done map[string]bool // shard id -> finished; only true is stored
+	mu    sync.Mutex
+	done  map[string]bool // shard id -> finished; only true is stored
+	shown map[string]bool // shards ever returned to KCL
 }
 
 func (g *childGate) handle(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
@@ -104,14 +106,23 @@ func (g *childGate) visible(ctx context.Context, shards []ktypes.Shard) []ktypes
 
 	out := make([]ktypes.Shard, 0, len(shards))
 	for _, s := range shards {
-		show := true
-		for _, parent := range []string{aws.ToString(s.ParentShardId), aws.ToString(s.AdjacentParentShardId)} {
-			if parent != "" && listed[parent] && !isFinished(parent) {
-				show = false
-				break
+		id := aws.ToString(s.ShardId)
+		g.mu.Lock()
+		show := g.shown[id]
+		g.mu.Unlock()
+		if !show {
+			show = true
+			for _, parent := range []string{aws.ToString(s.ParentShardId), aws.ToString(s.AdjacentParentShardId)} {
+				if parent != "" && listed[parent] && !isFinished(parent) {
+					show = false
+					break
+				}
 			}
 		}
 		if show {
+			g.mu.Lock()
+			g.shown[id] = true
+			g.mu.Unlock()
 			out = append(out, s)
 		}
 	}

@@ -45,13 +45,27 @@ func lineageShard(id, parent, adjacent string) ktypes.Shard {
 // listShardsStub answers ListShards with pages, linked by NextToken, as
 // Kinesis does: a request with NextToken must not name the stream.
 func listShardsStub(pages ...[]ktypes.Shard) func(*middleware.Stack) error {
+	return listShardsFrom(func() [][]ktypes.Shard { return pages })
+}
+
+// listShardsFrom is listShardsStub with a new listing, from listing, for
+// every first-page request.
+func listShardsFrom(listing func() [][]ktypes.Shard) func(*middleware.Stack) error {
+	var (
+		mu    sync.Mutex
+		pages [][]ktypes.Shard
+	)
 	answer := func(_ context.Context, in middleware.InitializeInput, _ middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
 		p, ok := in.Parameters.(*kinesis.ListShardsInput)
 		if !ok {
 			return middleware.InitializeOutput{}, middleware.Metadata{}, fmt.Errorf("stub: unexpected %T", in.Parameters)
 		}
+		mu.Lock()
+		defer mu.Unlock()
 		page := 0
-		if p.NextToken != nil {
+		if p.NextToken == nil {
+			pages = listing()
+		} else {
 			if p.StreamName != nil {
 				return middleware.InitializeOutput{}, middleware.Metadata{}, errors.New("stub: StreamName with NextToken")
 			}
@@ -131,6 +145,32 @@ func TestGateChildren(t *testing.T) {
 	}
 }
 
+func TestGateChildrenKeepsShownShards(t *testing.T) {
+	t.Parallel()
+	child := lineageShard("b", "a", "")
+	listings := [][]ktypes.Shard{
+		{child},                            // parent trimmed: b shown
+		{lineageShard("a", "", ""), child}, // a listed again, unfinished
+	}
+	calls := 0
+	kc := kinesis.New(kinesis.Options{
+		Region: "us-east-1",
+		APIOptions: []func(*middleware.Stack) error{
+			listShardsFrom(func() [][]ktypes.Shard {
+				calls++
+				return [][]ktypes.Shard{listings[min(calls, len(listings))-1]}
+			}),
+			gateChildren(func(context.Context, string) (bool, error) { return false, nil }),
+		},
+	})
+	for i, want := range [][]string{{"b"}, {"a", "b"}} {
+		// Taking b back would make KCL delete b's lease row.
+		if got := listedIDs(t, kc); !slices.Equal(got, want) {
+			t.Errorf("listing %d: visible %v, want %v", i, got, want)
+		}
+	}
+}
+
 func TestGateChildrenCachesOnlyFinished(t *testing.T) {
 	t.Parallel()
 	var (
@@ -171,7 +211,7 @@ func TestGateChildrenCachesOnlyFinished(t *testing.T) {
 
 // createLeaseTable creates a KCL lease table the way the service does
 // (on demand, before any worker starts).
-func (e streamsEmulator) createLeaseTable(t *testing.T, name string) {
+func (e streamsAWS) createLeaseTable(t *testing.T, name string) {
 	t.Helper()
 	e.createTable(t, &dynamodb.CreateTableInput{
 		TableName:            aws.String(name),
@@ -196,7 +236,7 @@ func kclTestConfig(t *testing.T, app, table string) *config.KinesisClientLibConf
 
 func TestCheckpointFinished(t *testing.T) {
 	t.Parallel()
-	emu := newStreamsEmulator(t)
+	emu := newStreamsAWS(t)
 	table := awstest.Name(t, "leases")
 	emu.createLeaseTable(t, table)
 	cp := checkpoint.NewDynamoCheckpoint(kclTestConfig(t, table, table)).WithDynamoDB(emu.ddb)
@@ -477,7 +517,7 @@ func stopWorker(t *testing.T, w *worker.Worker) {
 func TestGateOrdersChildrenAfterParentUnderKCL(t *testing.T) {
 	t.Parallel()
 	const parentRecords, childRecords = 50, 10
-	emu := newStreamsEmulator(t)
+	emu := newStreamsAWS(t)
 	for _, tc := range []struct {
 		name  string
 		gated bool

@@ -22,17 +22,17 @@ import (
 	"github.com/fanout/fanout/internal/awstest"
 )
 
-// streamsEmulator holds the clients the adapter tests use against the
+// streamsAWS holds the clients the adapter tests use against the
 // test binary's AWS endpoint (the in-process emulator by default).
-type streamsEmulator struct {
+type streamsAWS struct {
 	cfg     aws.Config
 	ddb     *dynamodb.Client
 	streams *dynamodbstreams.Client
 }
 
-func newStreamsEmulator(t *testing.T) streamsEmulator {
+func newStreamsAWS(t *testing.T) streamsAWS {
 	t.Helper()
-	return streamsEmulator{cfg: awstest.Config(t), ddb: awstest.DynamoDB(t), streams: awstest.Streams(t)}
+	return streamsAWS{cfg: awstest.Config(t), ddb: awstest.DynamoDB(t), streams: awstest.Streams(t)}
 }
 
 // streamsTestConfig is an SDK config with static credentials and no
@@ -46,7 +46,7 @@ func streamsTestConfig() aws.Config {
 
 // createTable creates a table, waits until it is active and returns its
 // description.
-func (e streamsEmulator) createTable(t *testing.T, in *dynamodb.CreateTableInput) *dtypes.TableDescription {
+func (e streamsAWS) createTable(t *testing.T, in *dynamodb.CreateTableInput) *dtypes.TableDescription {
 	t.Helper()
 	ctx := context.Background()
 	out, err := e.ddb.CreateTable(ctx, in)
@@ -62,7 +62,7 @@ func (e streamsEmulator) createTable(t *testing.T, in *dynamodb.CreateTableInput
 
 // createStreamTable creates a table keyed by pk with a NEW_IMAGE stream and
 // returns the stream's ARN.
-func (e streamsEmulator) createStreamTable(t *testing.T, name string) string {
+func (e streamsAWS) createStreamTable(t *testing.T, name string) string {
 	t.Helper()
 	desc := e.createTable(t, &dynamodb.CreateTableInput{
 		TableName:            aws.String(name),
@@ -80,7 +80,7 @@ func (e streamsEmulator) createStreamTable(t *testing.T, name string) string {
 
 // putItem writes one item (PutItem: the emulator emits no stream records
 // for batch writes).
-func (e streamsEmulator) putItem(t *testing.T, table string, item map[string]dtypes.AttributeValue) {
+func (e streamsAWS) putItem(t *testing.T, table string, item map[string]dtypes.AttributeValue) {
 	t.Helper()
 	if _, err := e.ddb.PutItem(context.Background(), &dynamodb.PutItemInput{TableName: aws.String(table), Item: item}); err != nil {
 		t.Fatalf("put item into %s: %v", table, err)
@@ -132,9 +132,9 @@ func readFrom(t *testing.T, kc *kinesis.Client, iter *string, limit int32, want 
 	return got
 }
 
-func TestStreamsKinesisReadsEmulatorStream(t *testing.T) {
+func TestStreamsKinesisReadsTableStream(t *testing.T) {
 	t.Parallel()
-	emu := newStreamsEmulator(t)
+	emu := newStreamsAWS(t)
 	table := awstest.Name(t, "adapter")
 	arn := emu.createStreamTable(t, table)
 	const bigNumber = "12345678901234567890123" // beyond float64's exact integers
@@ -254,7 +254,7 @@ func TestStreamsKinesisReadsEmulatorStream(t *testing.T) {
 
 func TestStreamsKinesisRejects(t *testing.T) {
 	t.Parallel()
-	emu := newStreamsEmulator(t)
+	emu := newStreamsAWS(t)
 	arn := emu.createStreamTable(t, awstest.Name(t, "reject"))
 	kc := newStreamsKinesis(emu.cfg, emu.streams, arn)
 	missing := newStreamsKinesis(emu.cfg, emu.streams, arn+"-missing")

@@ -13,7 +13,10 @@ import (
 
 func TestRegisterAgent(t *testing.T) {
 	t.Parallel()
-	const arn = "arn:aws:iam::123456789012:role/reader"
+	const (
+		arn          = "arn:aws:iam::123456789012:role/reader"
+		principalMsg = "SQS rejected the queue policy for principal " + arn + ": it must be an existing IAM role, user or account"
+	)
 	tests := []struct {
 		name        string
 		contentType string
@@ -46,6 +49,7 @@ func TestRegisterAgent(t *testing.T) {
 		{name: "too large", contentType: "application/json", body: `{"resourceArn":"` + strings.Repeat("a", maxAgentBodyBytes) + `"}`, status: 413, wantErr: []string{"larger than 65536 bytes"}},
 		{name: "store retry later", contentType: "application/json", body: `{"resourceArn":"` + arn + `"}`, registerErr: fmt.Errorf("create queue: %w", store.ErrRetryLater), status: 503, wantErr: []string{"retry later"}, registers: true},
 		{name: "store failure", contentType: "application/json", body: `{"resourceArn":"` + arn + `"}`, registerErr: errors.New("dynamodb: connection refused"), status: 503, wantErr: []string{"service unavailable, retry later"}, registers: true},
+		{name: "invalid principal", contentType: "application/json", body: `{"resourceArn":"` + arn + `"}`, registerErr: fmt.Errorf("create queue agents-1.fifo for agent 1: %w", &store.PrincipalError{Msg: principalMsg}), status: 400, wantErr: []string{principalMsg}, registers: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -71,6 +71,8 @@ type errorBody struct {
 //   - *apiError: its own status and message (4xx decided by the handlers,
 //     503 for readiness);
 //   - store.ErrNotFound: 404;
+//   - store.ErrInvalidPrincipal: 400 with the message of its
+//     *store.PrincipalError, which says what to fix;
 //   - pipeline.ErrEventTooLarge: 413;
 //   - pipeline.ErrUnavailable: 503 "event stream unavailable, retry later";
 //   - anything else (store.ErrRetryLater, AWS or timeout failures): 503
@@ -89,6 +91,10 @@ func (h *api) writeError(w http.ResponseWriter, r *http.Request, err error, fiel
 	}
 	if errors.Is(err, store.ErrNotFound) {
 		writeJSON(w, http.StatusNotFound, errorBody{"not found"})
+		return
+	}
+	if pe, ok := errors.AsType[*store.PrincipalError](err); ok {
+		writeJSON(w, http.StatusBadRequest, errorBody{pe.Msg})
 		return
 	}
 	if errors.Is(err, pipeline.ErrEventTooLarge) {

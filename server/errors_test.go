@@ -32,6 +32,7 @@ func TestWriteError(t *testing.T) {
 		{name: "api error", err: badRequest("eventType is required"), status: 400, msg: "eventType is required"},
 		{name: "wrapped api error", err: fmt.Errorf("ctx: %w", agentNotFound("producer", "p", store.ErrNotFound)), status: 404, msg: `producer agent "p" not found; register it with POST /agents`},
 		{name: "api 503", err: &apiError{status: 503, msg: "not ready: x"}, status: 503, msg: "not ready: x", retryAfter: true},
+		{name: "invalid principal", err: fmt.Errorf("register agent a: create queue agents-a.fifo: %w", &store.PrincipalError{Msg: "principal arn:aws-cn:iam::123456789012:root is in partition aws-cn but fanout runs in partition aws"}), status: 400, msg: "principal arn:aws-cn:iam::123456789012:root is in partition aws-cn but fanout runs in partition aws"},
 		{name: "bare not found", err: fmt.Errorf("agent a: %w", store.ErrNotFound), status: 404, msg: "not found"},
 		{name: "retry later", err: fmt.Errorf("queue a: %w", store.ErrRetryLater), status: 503, msg: "service unavailable, retry later", retryAfter: true, logs: true, logLevel: zapcore.WarnLevel},
 		{name: "stream unavailable", err: fmt.Errorf("stream s: %w", pipeline.ErrUnavailable), status: 503, msg: "event stream unavailable, retry later", retryAfter: true, logs: true, logLevel: zapcore.WarnLevel},

@@ -49,21 +49,29 @@ type agentQueues interface {
 // FIFO queue the first time. It is idempotent and race-free: any number of
 // concurrent calls with one ARN, in any processes, yield one agent and one
 // queue. resourceARN must be a valid IAM principal ARN (the caller checks).
-// When SQS still refuses to re-create a recently deleted queue the error
-// wraps ErrRetryLater. If the agent cannot be written, its new queue is
-// deleted again, unless an agent row exists after all, which is returned.
+// The error wraps ErrInvalidPrincipal, as a *PrincipalError, when
+// resourceARN is in another partition than the Store's account (found
+// before any AWS call) or when SQS rejects it in the queue policy (a role or
+// user that does not exist); nothing is left behind then. When SQS still
+// refuses to re-create a recently deleted queue the error wraps
+// ErrRetryLater. If the agent cannot be written, its new queue is deleted
+// again, unless an agent row exists after all, which is returned.
 func (s *Store) RegisterAgent(ctx context.Context, resourceARN string) (Agent, error) {
-	return registerAgent(ctx, s.db, s.sqs, s.tables.Agents, resourceARN, s.now)
+	return registerAgent(ctx, s.db, s.sqs, s.tables.Agents, s.account, resourceARN, s.now)
 }
 
 // registerAgent is RegisterAgent over narrow clients.
-func registerAgent(ctx context.Context, db agentItems, q agentQueues, table, resourceARN string, now func() time.Time) (Agent, error) {
+func registerAgent(ctx context.Context, db agentItems, q agentQueues, table string, account Account, resourceARN string, now func() time.Time) (Agent, error) {
 	id := agentID(resourceARN)
+	policy, err := queuePolicy(account, resourceARN, queueName(id))
+	if err != nil {
+		return Agent{}, fmt.Errorf("register agent %s: policy of queue %s: %w", id, queueName(id), err)
+	}
 	a, err := getAgent(ctx, db, table, id)
 	if !errors.Is(err, ErrNotFound) {
 		return a, err // found, or failed
 	}
-	queueURL, err := createQueue(ctx, q, id, resourceARN)
+	queueURL, err := createQueue(ctx, q, id, resourceARN, policy)
 	if err != nil {
 		return Agent{}, err
 	}
@@ -121,14 +129,11 @@ func queueName(id string) string {
 	return queueNamePrefix + id + ".fifo"
 }
 
-// createQueue creates agent id's FIFO queue, or finds it: CreateQueue with
-// the same name and attributes returns the existing queue.
-func createQueue(ctx context.Context, q agentQueues, id, resourceARN string) (string, error) {
+// createQueue creates agent id's FIFO queue with policy, the queue policy
+// granting resourceARN, or finds it: CreateQueue with the same name and
+// attributes returns the existing queue.
+func createQueue(ctx context.Context, q agentQueues, id, resourceARN, policy string) (string, error) {
 	name := queueName(id)
-	policy, err := queuePolicy(resourceARN, name)
-	if err != nil {
-		return "", fmt.Errorf("policy of queue %s for agent %s: %w", name, id, err)
-	}
 	out, err := q.CreateQueue(ctx, &sqs.CreateQueueInput{
 		QueueName: aws.String(name),
 		Attributes: map[string]string{
@@ -142,8 +147,16 @@ func createQueue(ctx context.Context, q agentQueues, id, resourceARN string) (st
 		},
 	})
 	switch {
-	case hasCode(err, codesQueueDeletedRecently...):
+	case hasCode(err, codeQueueDeletedRecently, codeQueueDeletedRecentlyLegacy):
 		return "", fmt.Errorf("create queue %s for agent %s: %w: %w", name, id, ErrRetryLater, err)
+	case hasCode(err, codeInvalidAttributeValue):
+		// The other attributes are constants and the policy's resource is
+		// the queue's own ARN, so the principal is what SQS refused: since
+		// 2025 it checks that the principal exists.
+		return "", fmt.Errorf("create queue %s for agent %s: %w", name, id, &PrincipalError{
+			Msg:   fmt.Sprintf("SQS rejected the queue policy for principal %s: it must be an existing IAM role, user or account", resourceARN),
+			cause: err,
+		})
 	case err != nil:
 		return "", fmt.Errorf("create queue %s for agent %s: %w", name, id, err)
 	}
@@ -169,11 +182,15 @@ type (
 )
 
 // queuePolicy lets exactly the principal resourceARN receive and delete
-// messages of queue name, read its attributes and find its URL.
-func queuePolicy(resourceARN, name string) (string, error) {
-	partition := "aws"
-	if parts := strings.SplitN(resourceARN, ":", 3); len(parts) == 3 && parts[1] != "" {
-		partition = parts[1]
+// messages of queue name in account, read its attributes and find its URL.
+// The policy's Resource is the queue's exact ARN, as SQS requires. The
+// error is a *PrincipalError when resourceARN is in another partition than
+// account: no queue policy can grant it.
+func queuePolicy(account Account, resourceARN, name string) (string, error) {
+	if p := arnPartition(resourceARN); p != account.Partition {
+		return "", &PrincipalError{Msg: fmt.Sprintf(
+			"principal %s is in partition %s but fanout runs in partition %s: use an IAM role, user or account of partition %s",
+			resourceARN, p, account.Partition, account.Partition)}
 	}
 	b, err := json.Marshal(policyDocument{
 		Version: "2012-10-17",
@@ -181,16 +198,25 @@ func queuePolicy(resourceARN, name string) (string, error) {
 			Effect:    "Allow",
 			Principal: policyPrincipal{AWS: resourceARN},
 			Action:    []string{"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"},
-			Resource:  fmt.Sprintf("arn:%s:sqs:*:*:%s", partition, name),
+			Resource:  fmt.Sprintf("arn:%s:sqs:%s:%s:%s", account.Partition, account.Region, account.ID, name),
 		}},
 	})
 	return string(b), err
 }
 
-// Agent returns agent agentID, read consistently. The error wraps ErrNotFound
-// when there is none.
-func (s *Store) Agent(ctx context.Context, agentID string) (Agent, error) {
-	return getAgent(ctx, s.db, s.tables.Agents, agentID)
+// arnPartition is the partition field of arn, "" when it has none.
+func arnPartition(arn string) string {
+	parts := strings.SplitN(arn, ":", 3)
+	if len(parts) < 3 {
+		return ""
+	}
+	return parts[1]
+}
+
+// Agent returns the agent with id, read consistently. The error wraps
+// ErrNotFound when there is none.
+func (s *Store) Agent(ctx context.Context, id string) (Agent, error) {
+	return getAgent(ctx, s.db, s.tables.Agents, id)
 }
 
 // getAgent is Agent over a narrow client.

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -127,22 +128,27 @@ func TestRegisterAgentQueue(t *testing.T) {
 	if err := json.Unmarshal([]byte(out.Attributes["Policy"]), &policy); err != nil {
 		t.Fatalf("queue policy %q: %v", out.Attributes["Policy"], err)
 	}
+	// The Resource must be the queue's own ARN, as SQS reports it.
+	wantResource := "arn:aws:sqs:us-east-1:000000000000:agents-" + a.ID + ".fifo"
+	if got := out.Attributes["QueueArn"]; got != wantResource {
+		t.Errorf("queue ARN %q, want %q (testAccount no longer matches the emulator?)", got, wantResource)
+	}
 	if len(policy.Statement) != 1 || policy.Statement[0].Principal.AWS != arn ||
-		policy.Statement[0].Resource != "arn:aws:sqs:*:*:agents-"+a.ID+".fifo" {
-		t.Errorf("queue policy %+v: want one statement for principal %s on agents-%s.fifo", policy, arn, a.ID)
+		policy.Statement[0].Resource != wantResource {
+		t.Errorf("queue policy %+v: want one statement for principal %s on %s", policy, arn, wantResource)
 	}
 }
 
 func TestCreateQueueAttributes(t *testing.T) {
 	t.Parallel()
 	const arn = "arn:aws:iam::123456789012:role/r"
-	q := &recordingQueues{}
-	if _, err := createQueue(context.Background(), q, "id1", arn); err != nil {
-		t.Fatalf("createQueue: %v", err)
-	}
-	policy, err := queuePolicy(arn, "agents-id1.fifo")
+	policy, err := queuePolicy(testAccount, arn, "agents-id1.fifo")
 	if err != nil {
 		t.Fatal(err)
+	}
+	q := &recordingQueues{}
+	if _, err := createQueue(context.Background(), q, "id1", arn, policy); err != nil {
+		t.Fatalf("createQueue: %v", err)
 	}
 	want := map[string]string{
 		"FifoQueue":                 "true",
@@ -157,9 +163,12 @@ func TestCreateQueueAttributes(t *testing.T) {
 	if !maps.Equal(q.in.Attributes, want) {
 		t.Errorf("queue attributes\n got %v\nwant %v", q.in.Attributes, want)
 	}
+	if wantResource := `"Resource":"arn:aws:sqs:us-east-1:000000000000:agents-id1.fifo"`; !strings.Contains(q.in.Attributes["Policy"], wantResource) {
+		t.Errorf("queue policy %s, want %s", q.in.Attributes["Policy"], wantResource)
+	}
 }
 
-// recordingQueues records the CreateQueue input.
+// recordingQueues records the CreateQueue input, if any.
 type recordingQueues struct {
 	agentQueues
 	in *sqs.CreateQueueInput
@@ -173,32 +182,60 @@ func (r *recordingQueues) CreateQueue(_ context.Context, in *sqs.CreateQueueInpu
 func TestQueuePolicy(t *testing.T) {
 	t.Parallel()
 	const actions = `"Action":["sqs:ReceiveMessage","sqs:DeleteMessage","sqs:GetQueueAttributes","sqs:GetQueueUrl"]`
-	for _, tc := range []struct{ arn, want string }{
+	cn := Account{Partition: "aws-cn", Region: "cn-north-1", ID: "111122223333"}
+	gov := Account{Partition: "aws-us-gov", Region: "us-gov-west-1", ID: "444455556666"}
+	for _, tc := range []struct {
+		account Account
+		arn     string
+		want    string // the policy; "" when the principal is refused
+		wantErr string // part of the refusal's message
+	}{
 		{
-			"arn:aws:iam::123456789012:role/worker",
-			`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:role/worker"},` +
-				actions + `,"Resource":"arn:aws:sqs:*:*:agents-x.fifo"}]}`,
+			account: testAccount,
+			arn:     "arn:aws:iam::123456789012:role/worker",
+			want: `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:role/worker"},` +
+				actions + `,"Resource":"arn:aws:sqs:us-east-1:000000000000:agents-x.fifo"}]}`,
 		},
 		{
-			"arn:aws-cn:iam::123456789012:user/path/alice",
-			`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws-cn:iam::123456789012:user/path/alice"},` +
-				actions + `,"Resource":"arn:aws-cn:sqs:*:*:agents-x.fifo"}]}`,
+			account: cn,
+			arn:     "arn:aws-cn:iam::123456789012:user/path/alice",
+			want: `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws-cn:iam::123456789012:user/path/alice"},` +
+				actions + `,"Resource":"arn:aws-cn:sqs:cn-north-1:111122223333:agents-x.fifo"}]}`,
 		},
 		{
-			"arn:aws-us-gov:iam::123456789012:root",
-			`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws-us-gov:iam::123456789012:root"},` +
-				actions + `,"Resource":"arn:aws-us-gov:sqs:*:*:agents-x.fifo"}]}`,
+			account: gov,
+			arn:     "arn:aws-us-gov:iam::123456789012:root",
+			want: `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws-us-gov:iam::123456789012:root"},` +
+				actions + `,"Resource":"arn:aws-us-gov:sqs:us-gov-west-1:444455556666:agents-x.fifo"}]}`,
 		},
 		{
 			// Quotes in a principal cannot break out of the string.
-			`arn:aws:iam::123456789012:role/a"b`,
-			`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:role/a\"b"},` +
-				actions + `,"Resource":"arn:aws:sqs:*:*:agents-x.fifo"}]}`,
+			account: testAccount,
+			arn:     `arn:aws:iam::123456789012:role/a"b`,
+			want: `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:role/a\"b"},` +
+				actions + `,"Resource":"arn:aws:sqs:us-east-1:000000000000:agents-x.fifo"}]}`,
+		},
+		{
+			account: testAccount,
+			arn:     "arn:aws-cn:iam::123456789012:role/worker",
+			wantErr: "principal arn:aws-cn:iam::123456789012:role/worker is in partition aws-cn but fanout runs in partition aws",
+		},
+		{
+			account: gov,
+			arn:     "arn:aws:iam::123456789012:root",
+			wantErr: "is in partition aws but fanout runs in partition aws-us-gov",
 		},
 	} {
-		got, err := queuePolicy(tc.arn, "agents-x.fifo")
+		got, err := queuePolicy(tc.account, tc.arn, "agents-x.fifo")
+		if tc.wantErr != "" {
+			pe, ok := errors.AsType[*PrincipalError](err)
+			if !ok || !errors.Is(err, ErrInvalidPrincipal) || !strings.Contains(pe.Msg, tc.wantErr) {
+				t.Errorf("queuePolicy(%+v, %q) = %q, %v; want a *PrincipalError (ErrInvalidPrincipal) saying %q", tc.account, tc.arn, got, err, tc.wantErr)
+			}
+			continue
+		}
 		if err != nil || got != tc.want {
-			t.Errorf("queuePolicy(%q) =\n %s, %v\nwant\n %s", tc.arn, got, err, tc.want)
+			t.Errorf("queuePolicy(%+v, %q) =\n %s, %v\nwant\n %s", tc.account, tc.arn, got, err, tc.want)
 		}
 	}
 }
@@ -226,10 +263,15 @@ func TestRegisterAgentFailures(t *testing.T) {
 		// context.
 		db     func(cancel context.CancelFunc) agentItems
 		queues agentQueues
-		// wantErr is the error wanted, nil for success.
+		// account is where fanout runs; zero for the store's.
+		account Account
+		// wantErr is the error wanted, nil for success; wantMsg is part of
+		// the *PrincipalError's message wanted.
 		wantErr   error
+		wantMsg   string
 		wantAgent bool // an agent row exists afterwards
 		wantQueue bool // the agent's queue exists afterwards
+		noCreate  bool // CreateQueue must not be called
 	}{
 		{
 			name:    "put fails: queue deleted",
@@ -266,6 +308,24 @@ func TestRegisterAgentFailures(t *testing.T) {
 			}},
 			wantErr: ErrRetryLater,
 		},
+		{
+			name:     "principal in another partition: refused before any AWS call",
+			db:       func(context.CancelFunc) agentItems { return db },
+			queues:   q,
+			account:  Account{Partition: "aws-cn", Region: "cn-north-1", ID: "111122223333"},
+			wantErr:  ErrInvalidPrincipal,
+			wantMsg:  "is in partition aws but fanout runs in partition aws-cn",
+			noCreate: true,
+		},
+		{
+			name: "SQS rejects the policy's principal: invalid principal, nothing written",
+			db:   func(context.CancelFunc) agentItems { return db },
+			queues: failingCreate{agentQueues: q, err: &sqstypes.InvalidAttributeValue{
+				Message: aws.String("Invalid value for the parameter Policy."),
+			}},
+			wantErr: ErrInvalidPrincipal,
+			wantMsg: "SQS rejected the queue policy for principal arn:aws:iam::123456789012:role/",
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -273,8 +333,13 @@ func TestRegisterAgentFailures(t *testing.T) {
 			defer cancel()
 			arn := roleARN(t)
 			id := agentID(arn)
+			account := s.account
+			if tc.account != (Account{}) {
+				account = tc.account
+			}
+			queues := &countingCreates{agentQueues: tc.queues}
 
-			a, err := registerAgent(ctx, tc.db(cancel), tc.queues, s.tables.Agents, arn, s.now)
+			a, err := registerAgent(ctx, tc.db(cancel), queues, s.tables.Agents, account, arn, s.now)
 			switch {
 			case tc.wantErr == nil && err != nil:
 				t.Fatalf("registerAgent: %v", err)
@@ -282,6 +347,12 @@ func TestRegisterAgentFailures(t *testing.T) {
 				t.Fatalf("registerAgent error = %v, want %v naming agent %s", err, tc.wantErr, id)
 			case tc.wantErr == nil && a.ID != id:
 				t.Errorf("registerAgent = %+v, want agent %s", a, id)
+			}
+			if pe, ok := errors.AsType[*PrincipalError](err); tc.wantMsg != "" && (!ok || !strings.Contains(pe.Msg, tc.wantMsg) || strings.Contains(pe.Msg, id)) {
+				t.Errorf("registerAgent error = %v, want a *PrincipalError whose message says %q and names no agent id", err, tc.wantMsg)
+			}
+			if got := queues.n.Load(); (got == 0) != tc.noCreate {
+				t.Errorf("CreateQueue called %d times, want none: %v", got, tc.noCreate)
 			}
 
 			check := testContext(t)
@@ -316,6 +387,17 @@ func (f failingPut) PutItem(ctx context.Context, in *dynamodb.PutItemInput, opts
 		}
 	}
 	return nil, f.err
+}
+
+// countingCreates counts CreateQueue calls, passing them on.
+type countingCreates struct {
+	agentQueues
+	n atomic.Int32
+}
+
+func (c *countingCreates) CreateQueue(ctx context.Context, in *sqs.CreateQueueInput, opts ...func(*sqs.Options)) (*sqs.CreateQueueOutput, error) {
+	c.n.Add(1)
+	return c.agentQueues.CreateQueue(ctx, in, opts...)
 }
 
 // failingCreate is an SQS client whose CreateQueue fails with err.

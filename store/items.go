@@ -18,13 +18,13 @@ const timeLayout = "2006-01-02T15:04:05.000Z07:00"
 // SDK's typed errors, so codes are compared, including the legacy SQS
 // spellings that query-compatible SQS endpoints return.
 const (
-	codeConditionalCheckFailed = "ConditionalCheckFailedException"
-	codeResourceInUse          = "ResourceInUseException"
-)
-
-var (
-	codesQueueMissing         = []string{"QueueDoesNotExist", "AWS.SimpleQueueService.NonExistentQueue"}
-	codesQueueDeletedRecently = []string{"QueueDeletedRecently", "AWS.SimpleQueueService.QueueDeletedRecently"}
+	codeConditionalCheckFailed     = "ConditionalCheckFailedException"
+	codeResourceInUse              = "ResourceInUseException"
+	codeQueueDoesNotExist          = "QueueDoesNotExist"
+	codeQueueDoesNotExistLegacy    = "AWS.SimpleQueueService.NonExistentQueue"
+	codeQueueDeletedRecently       = "QueueDeletedRecently"
+	codeQueueDeletedRecentlyLegacy = "AWS.SimpleQueueService.QueueDeletedRecently"
+	codeInvalidAttributeValue      = "InvalidAttributeValue"
 )
 
 // hasCode reports whether err is an AWS API error with one of codes.
@@ -72,8 +72,8 @@ func (r *reader) time(name string) time.Time {
 	return t
 }
 
-// bytes returns binary attribute name, nil when it is absent (DynamoDB
-// stores no empty binary values written by this package).
+// bytes returns binary attribute name, or nil when it is absent: writers
+// here omit empty binary values.
 func (r *reader) bytes(name string) []byte {
 	if r.err != nil {
 		return nil

@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"fmt"
-	"slices"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
@@ -46,14 +45,14 @@ func (s *Store) SendMessages(ctx context.Context, queueURL string, msgs []Messag
 	}
 	out, err := s.sqs.SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: aws.String(queueURL), Entries: entries})
 	switch {
-	case hasCode(err, codesQueueMissing...):
+	case hasCode(err, codeQueueDoesNotExist, codeQueueDoesNotExistLegacy):
 		return nil, fmt.Errorf("send %d messages to queue %s: %w: %w", len(msgs), queueURL, ErrQueueMissing, err)
 	case err != nil:
 		return nil, fmt.Errorf("send %d messages to queue %s: %w", len(msgs), queueURL, err)
 	}
 	for _, f := range out.Failed {
 		code := aws.ToString(f.Code)
-		if slices.Contains(codesQueueMissing, code) {
+		if code == codeQueueDoesNotExist || code == codeQueueDoesNotExistLegacy {
 			// Some endpoints (the emulator) report a missing queue per
 			// entry rather than for the call.
 			return nil, fmt.Errorf("send %d messages to queue %s: entry %s: %w: %s", len(msgs), queueURL, aws.ToString(f.Id), ErrQueueMissing, code)

@@ -20,7 +20,42 @@ var (
 	// ErrRetryLater: the operation cannot be done now but can be retried,
 	// e.g. SQS refuses to re-create a queue for 60 s after it was deleted.
 	ErrRetryLater = errors.New("retry later")
+	// ErrInvalidPrincipal: the agent's principal cannot be granted a queue
+	// (it is in another partition, or SQS refuses to name it in a queue
+	// policy). The error is a *PrincipalError saying what to fix.
+	ErrInvalidPrincipal = errors.New("invalid principal")
 )
+
+// PrincipalError is a registration refused because of its principal. Msg
+// is for the person who registered it: it names the principal and what to
+// fix, and nothing internal. It matches ErrInvalidPrincipal, and the AWS
+// answer behind it, if any, under errors.Is and errors.As.
+type PrincipalError struct {
+	Msg   string
+	cause error // the AWS error, or nil
+}
+
+func (e *PrincipalError) Error() string {
+	if e.cause != nil {
+		return e.Msg + ": " + e.cause.Error()
+	}
+	return e.Msg
+}
+
+func (e *PrincipalError) Unwrap() []error {
+	if e.cause != nil {
+		return []error{ErrInvalidPrincipal, e.cause}
+	}
+	return []error{ErrInvalidPrincipal}
+}
+
+// Account is where fanout runs, for the exact queue ARN in queue policies:
+// SQS rejects a policy whose Resource is not the queue's own ARN.
+type Account struct {
+	Partition string // "aws", "aws-cn" or "aws-us-gov"
+	Region    string // e.g. "us-east-1"
+	ID        string // 12 digits
+}
 
 // Tables names the DynamoDB tables fanout uses.
 type Tables struct {
@@ -83,6 +118,8 @@ type Store struct {
 	db     *dynamodb.Client
 	sqs    *sqs.Client
 	tables Tables
+	// account holds the queues; queue policies name their exact ARNs.
+	account Account
 	// pageSize caps the items of one Query or Scan page; 0 leaves
 	// DynamoDB's own 1 MB pages. Tests set it small to prove that every
 	// page is read.
@@ -92,7 +129,8 @@ type Store struct {
 	now func() time.Time
 }
 
-// New returns a Store over the given clients and table names.
-func New(db *dynamodb.Client, q *sqs.Client, tables Tables) *Store {
-	return &Store{db: db, sqs: q, tables: tables, now: time.Now}
+// New returns a Store over the given clients and table names. account is
+// where the clients' queues are (the caller's STS identity and region).
+func New(db *dynamodb.Client, q *sqs.Client, tables Tables, account Account) *Store {
+	return &Store{db: db, sqs: q, tables: tables, account: account, now: time.Now}
 }

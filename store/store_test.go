@@ -22,6 +22,10 @@ const (
 	pollInterval = 50 * time.Millisecond
 )
 
+// testAccount is where the emulator keeps queues: what its STS
+// GetCallerIdentity reports, in the region of awstest's clients.
+var testAccount = Account{Partition: "aws", Region: "us-east-1", ID: "000000000000"}
+
 // newTestStore returns a Store over freshly created tables, named uniquely
 // for t, at the test endpoint. Its clock ticks (see tickingClock).
 func newTestStore(t *testing.T) *Store {
@@ -41,7 +45,7 @@ func newStoreWithoutTables(t *testing.T) *Store {
 		Subscribers:      awstest.Name(t, "subscribers"),
 		SubscriberEvents: awstest.Name(t, "subscriber-events"),
 		DeadLetters:      awstest.Name(t, "dead-letters"),
-	})
+	}, testAccount)
 	s.now = tickingClock()
 	return s
 }

@@ -23,7 +23,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/aws/smithy-go/middleware"
 	"github.com/sivchari/kumo"
 
 	"github.com/fanout/fanout/app"
@@ -78,7 +77,6 @@ func run(ctx context.Context) error {
 		Region:       "us-east-1",
 		Credentials:  credentials.NewStaticCredentialsProvider("test", "test", ""),
 		BaseEndpoint: aws.String(awsEndpoint),
-		APIOptions:   []func(*middleware.Stack) error{skipDynamoDBChecksum},
 	}
 	a, err := app.New(ctx, cfg, awsCfg, log)
 	if err != nil {
@@ -109,16 +107,4 @@ func localURL(addr string) string {
 		host = "localhost"
 	}
 	return "http://" + net.JoinHostPort(host, port)
-}
-
-// skipDynamoDBChecksum drops the DynamoDB client's response CRC32 check:
-// the emulator sends no checksum, and the SDK would log a warning for every
-// response.
-func skipDynamoDBChecksum(stack *middleware.Stack) error {
-	const id = "DynamoDB:ResponseChecksumValidation"
-	if _, ok := stack.Deserialize.Get(id); !ok {
-		return nil
-	}
-	_, err := stack.Deserialize.Remove(id)
-	return err
 }

@@ -67,27 +67,28 @@ func Endpoint(tb testing.TB) string {
 	return emulator.url
 }
 
-// Config returns an aws.Config for the endpoint Endpoint names. With
-// AWS_ENDPOINT_URL set it is the SDK's default chain (which reads that
-// variable), region defaulting to us-east-1; otherwise region us-east-1,
-// static credentials and BaseEndpoint set to the emulator. Either way
-// DynamoDB clients built from it skip the response CRC32 check, which only
-// produces warnings against kumo.
+// Config returns an aws.Config for the endpoint Endpoint names. For a
+// container or the in-process emulator: region us-east-1, static
+// credentials, BaseEndpoint set to it. With AWS_ENDPOINT_URL: the SDK's
+// default chain (which reads that variable and the credentials), region
+// defaulting to us-east-1. In every case DynamoDB clients built from it skip
+// the response CRC32 check, which against kumo only logs a warning per
+// response.
 func Config(tb testing.TB) aws.Config {
 	tb.Helper()
 	var cfg aws.Config
-	if url := containerEndpoint(tb); url != "" {
+	switch url := containerEndpoint(tb); {
+	case url != "":
 		cfg = staticConfig(url)
-	} else if os.Getenv("AWS_ENDPOINT_URL") != "" {
+	case os.Getenv("AWS_ENDPOINT_URL") != "":
 		var err error
-		cfg, err = config.LoadDefaultConfig(context.Background())
-		if err != nil {
+		if cfg, err = config.LoadDefaultConfig(context.Background()); err != nil {
 			tb.Fatalf("load AWS config for AWS_ENDPOINT_URL=%s: %v", os.Getenv("AWS_ENDPOINT_URL"), err)
 		}
 		if cfg.Region == "" {
 			cfg.Region = region
 		}
-	} else {
+	default:
 		cfg = staticConfig(Endpoint(tb))
 	}
 	cfg.APIOptions = append(cfg.APIOptions, skipDynamoDBChecksum)

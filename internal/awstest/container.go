@@ -52,7 +52,8 @@ const (
 // package state on purpose: every test of a binary shares one container
 // (resource names are unique per test), and Ryuk, testcontainers' reaper,
 // removes it when the binary exits; no test's Cleanup may stop it under the
-// tests that still use it.
+// tests that still use it. With Ryuk disabled (TESTCONTAINERS_RYUK_DISABLED)
+// the container outlives the binary: remove it with `docker rm -f`.
 var sharedContainer = &container{probe: dockerAvailable, start: startEmulator}
 
 // containerEndpoint returns the endpoint of an AWS emulator container started with testcontainers-go

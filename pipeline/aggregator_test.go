@@ -1,0 +1,778 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/fanout/fanout/store"
+)
+
+// longAgo is when the tests' subscriptions were made, unless they say.
+var longAgo = time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// fakeSubscribers is a subscriberLister over a fixed map. err, when set,
+// may fail call n (0-based, counted over all producers).
+type fakeSubscribers struct {
+	subs map[string][]store.Subscription
+	err  func(n int) error
+
+	mu    sync.Mutex
+	calls map[string]int
+	n     int
+}
+
+func (f *fakeSubscribers) Subscribers(_ context.Context, producerID string) ([]store.Subscription, error) {
+	f.mu.Lock()
+	n := f.n
+	f.n++
+	if f.calls == nil {
+		f.calls = map[string]int{}
+	}
+	f.calls[producerID]++
+	f.mu.Unlock()
+	if f.err != nil {
+		if err := f.err(n); err != nil {
+			return nil, err
+		}
+	}
+	return append([]store.Subscription(nil), f.subs[producerID]...), nil
+}
+
+func (f *fakeSubscribers) callsFor(producerID string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.calls[producerID]
+}
+
+// subscribed returns producer's subscriptions by subs, all made longAgo.
+func subscribed(producer string, subs ...string) []store.Subscription {
+	out := make([]store.Subscription, len(subs))
+	for i, s := range subs {
+		out[i] = store.Subscription{ProducerID: producer, SubscriberID: s, CreatedAt: longAgo}
+	}
+	return out
+}
+
+// fakeAgents is an agentGetter over a fixed map; a missing agent is
+// store.ErrNotFound. err, when set, may fail call n (0-based).
+type fakeAgents struct {
+	agents map[string]store.Agent
+	err    func(n int) error
+
+	mu    sync.Mutex
+	calls map[string]int
+	n     int
+}
+
+func (f *fakeAgents) Agent(_ context.Context, id string) (store.Agent, error) {
+	f.mu.Lock()
+	n := f.n
+	f.n++
+	if f.calls == nil {
+		f.calls = map[string]int{}
+	}
+	f.calls[id]++
+	f.mu.Unlock()
+	if f.err != nil {
+		if err := f.err(n); err != nil {
+			return store.Agent{}, err
+		}
+	}
+	a, ok := f.agents[id]
+	if !ok {
+		return store.Agent{}, fmt.Errorf("agent %s: %w", id, store.ErrNotFound)
+	}
+	return a, nil
+}
+
+func (f *fakeAgents) callsFor(id string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.calls[id]
+}
+
+// knownAgents returns agents with the given ids, each with a queue URL
+// derived from its id.
+func knownAgents(ids ...string) map[string]store.Agent {
+	m := map[string]store.Agent{}
+	for _, id := range ids {
+		m[id] = store.Agent{ID: id, QueueURL: "https://sqs.test/queue-" + id + ".fifo"}
+	}
+	return m
+}
+
+// fakeEventWriter is an idempotent eventWriter that records, per
+// subscriber, every call and every item it created, in order, and reports
+// overlapping writes for one subscriber. fail, when set, may fail the
+// attempt-th try (0-based) of an item.
+type fakeEventWriter struct {
+	t    *testing.T
+	fail func(e store.Event, attempt int) error
+
+	mu       sync.Mutex
+	attempts map[string]int
+	items    map[string][]store.Event // subscriber -> items created, in order
+	calls    map[string][]string      // subscriber -> eventId of every call, in order
+	inFlight map[string]bool
+}
+
+func (f *fakeEventWriter) PutEvent(_ context.Context, e store.Event) (bool, error) {
+	key := e.SubscriberID + "/" + e.EventID
+	f.mu.Lock()
+	if f.attempts == nil {
+		f.attempts, f.items, f.calls, f.inFlight = map[string]int{}, map[string][]store.Event{}, map[string][]string{}, map[string]bool{}
+	}
+	if f.inFlight[e.SubscriberID] {
+		f.t.Errorf("PutEvent(%s) while another write of subscriber %s is in flight: its writes must be sequential", e.EventID, e.SubscriberID)
+	}
+	f.inFlight[e.SubscriberID] = true
+	f.calls[e.SubscriberID] = append(f.calls[e.SubscriberID], e.EventID)
+	attempt := f.attempts[key]
+	f.attempts[key]++
+	f.mu.Unlock()
+
+	runtime.Gosched() // widen the window an overlapping write would hit
+	var err error
+	if f.fail != nil {
+		err = f.fail(e, attempt)
+	}
+
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.inFlight[e.SubscriberID] = false
+	if err != nil {
+		return false, err
+	}
+	for _, it := range f.items[e.SubscriberID] {
+		if it.EventID == e.EventID {
+			return false, nil
+		}
+	}
+	f.items[e.SubscriberID] = append(f.items[e.SubscriberID], e)
+	return true, nil
+}
+
+// written returns the items created per subscriber.
+func (f *fakeEventWriter) written() map[string][]store.Event {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := map[string][]store.Event{}
+	for k, v := range f.items {
+		out[k] = append([]store.Event(nil), v...)
+	}
+	return out
+}
+
+// writtenIDs returns the eventIds created per subscriber, in order.
+func (f *fakeEventWriter) writtenIDs() map[string][]string {
+	out := map[string][]string{}
+	for sub, items := range f.written() {
+		for _, it := range items {
+			out[sub] = append(out[sub], it.EventID)
+		}
+	}
+	return out
+}
+
+// fakeDeadLetters is a deadLetterer idempotent on DeadLetter.ID. fail,
+// when set, may fail call n (0-based).
+type fakeDeadLetters struct {
+	fail func(n int) error
+
+	mu      sync.Mutex
+	n       int
+	letters []store.DeadLetter
+}
+
+func (f *fakeDeadLetters) PutDeadLetter(_ context.Context, d store.DeadLetter) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := f.n
+	f.n++
+	if f.fail != nil {
+		if err := f.fail(n); err != nil {
+			return false, err
+		}
+	}
+	for _, l := range f.letters {
+		if l.ID == d.ID {
+			return false, nil
+		}
+	}
+	f.letters = append(f.letters, d)
+	return true, nil
+}
+
+func (f *fakeDeadLetters) all() []store.DeadLetter {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]store.DeadLetter(nil), f.letters...)
+}
+
+// failTimes returns a fail hook failing the first n calls.
+func failTimes(n int, err error) func(int) error {
+	return func(i int) error {
+		if i < n {
+			return err
+		}
+		return nil
+	}
+}
+
+// streamRecord is a Kinesis record with partition key key, sequence number
+// seq and arrival time arrival (zero: none) holding data.
+func streamRecord(key, seq string, arrival time.Time, data string) types.Record {
+	r := types.Record{Data: []byte(data), PartitionKey: aws.String(key), SequenceNumber: aws.String(seq)}
+	if !arrival.IsZero() {
+		r.ApproximateArrivalTimestamp = aws.Time(arrival)
+	}
+	return r
+}
+
+// eventJSON is the JSON of an event of producer with id (none when empty).
+func eventJSON(producer, id string) string {
+	b, _ := json.Marshal(Event{EventID: id, AgentID: producer, Timestamp: "2025-07-01T12:00:00.000Z", EventType: "exampleEvent", Data: json.RawMessage(`{"id":"` + id + `"}`)})
+	return string(b)
+}
+
+// aggregatorFakes holds an Aggregator's collaborators.
+type aggregatorFakes struct {
+	subs   *fakeSubscribers
+	agents *fakeAgents
+	events *fakeEventWriter
+	dead   *fakeDeadLetters
+}
+
+func newTestAggregator(t *testing.T, f aggregatorFakes, log *zap.Logger) *Aggregator {
+	t.Helper()
+	if f.events.t == nil {
+		f.events.t = t
+	}
+	if log == nil {
+		log = zaptest.NewLogger(t, zaptest.Level(zapcore.ErrorLevel))
+	}
+	return NewAggregator(f.subs, f.agents, f.events, f.dead, log)
+}
+
+// defaultAggregatorFakes: producer P followed by s1 and s2, Q by s2 only,
+// agents P, Q, s1, s2 and the lone producer L known.
+func defaultAggregatorFakes() aggregatorFakes {
+	return aggregatorFakes{
+		subs: &fakeSubscribers{subs: map[string][]store.Subscription{
+			"P": subscribed("P", "s1", "s2"),
+			"Q": subscribed("Q", "s2"),
+		}},
+		agents: &fakeAgents{agents: knownAgents("P", "Q", "L", "s1", "s2")},
+		events: &fakeEventWriter{},
+		dead:   &fakeDeadLetters{},
+	}
+}
+
+func TestAggregatorFansOut(t *testing.T) {
+	t.Parallel()
+	// 40 subscribers: more than writeConcurrency run at once.
+	var subs []string
+	for i := range 40 {
+		subs = append(subs, fmt.Sprintf("s%02d", i))
+	}
+	f := aggregatorFakes{
+		subs: &fakeSubscribers{subs: map[string][]store.Subscription{
+			"P": subscribed("P", subs...),
+			"Q": subscribed("Q", "s00"),
+		}},
+		agents: &fakeAgents{agents: knownAgents("P", "Q")},
+		events: &fakeEventWriter{},
+		dead:   &fakeDeadLetters{},
+	}
+	a := newTestAggregator(t, f, nil)
+	arrival := time.Date(2025, 7, 1, 12, 0, 1, 0, time.UTC)
+	records := []types.Record{
+		streamRecord("P", "100", arrival, eventJSON("P", "p1")),
+		streamRecord("Q", "101", arrival, eventJSON("Q", "q1")),
+		streamRecord("P", "102", arrival, `[`+eventJSON("P", "p2")+`,`+eventJSON("P", "")+`]`),
+		streamRecord("P", "103", arrival, `{"agentId":"P","eventType":"bare"}`),
+	}
+	if err := a.handle(context.Background(), "shardId-1", records); err != nil {
+		t.Fatalf("handle: %v", err)
+	}
+
+	item := func(sub, id, producer, eventType, ts, data, seq string) store.Event {
+		return store.Event{EventID: id, ProducerID: producer, SubscriberID: sub, EventType: eventType, Timestamp: ts, Data: json.RawMessage(data), ShardID: "shardId-1", Seq: seq}
+	}
+	const ts = "2025-07-01T12:00:00.000Z"
+	got := f.events.written()
+	for _, sub := range subs {
+		want := []store.Event{item(sub, "p1", "P", "exampleEvent", ts, `{"id":"p1"}`, "100")}
+		if sub == "s00" {
+			want = append(want, item(sub, "q1", "Q", "exampleEvent", ts, `{"id":"q1"}`, "101"))
+		}
+		want = append(want,
+			item(sub, "p2", "P", "exampleEvent", ts, `{"id":"p2"}`, "102"),
+			item(sub, "shardId-1:102:1", "P", "exampleEvent", ts, `{"id":""}`, "102"),
+			item(sub, "shardId-1:103", "P", "bare", "2025-07-01T12:00:01.000Z", `null`, "103"),
+		)
+		if !reflect.DeepEqual(got[sub], want) {
+			t.Errorf("subscriber %s items =\n%+v\nwant\n%+v", sub, got[sub], want)
+		}
+	}
+	if len(got) != len(subs) {
+		t.Errorf("items written for %d subscribers, want %d", len(got), len(subs))
+	}
+	if dl := f.dead.all(); len(dl) != 0 {
+		t.Errorf("dead letters = %+v, want none", dl)
+	}
+}
+
+func TestAggregatorKeepsSubscriberOrderUnderRetries(t *testing.T) {
+	t.Parallel()
+	f := defaultAggregatorFakes()
+	// s1's second event fails twice, s2's first once: each subscriber's
+	// later events must wait for the retried one.
+	f.events.fail = func(e store.Event, attempt int) error {
+		if (e.SubscriberID == "s1" && e.EventID == "p2" && attempt < 2) || (e.SubscriberID == "s2" && e.EventID == "p1" && attempt < 1) {
+			return errors.New("ProvisionedThroughputExceededException")
+		}
+		return nil
+	}
+	a := newTestAggregator(t, f, nil)
+	var records []types.Record
+	for i := range 4 {
+		id := fmt.Sprintf("p%d", i+1)
+		records = append(records, streamRecord("P", fmt.Sprint(100+i), time.Time{}, eventJSON("P", id)))
+	}
+	if err := a.handle(context.Background(), "shardId-1", records); err != nil {
+		t.Fatalf("handle: %v", err)
+	}
+	wantCalls := map[string][]string{
+		"s1": {"p1", "p2", "p2", "p2", "p3", "p4"},
+		"s2": {"p1", "p1", "p2", "p3", "p4"},
+	}
+	f.events.mu.Lock()
+	calls := f.events.calls
+	f.events.mu.Unlock()
+	if !reflect.DeepEqual(calls, wantCalls) {
+		t.Errorf("PutEvent calls per subscriber = %v, want %v", calls, wantCalls)
+	}
+	want := map[string][]string{"s1": {"p1", "p2", "p3", "p4"}, "s2": {"p1", "p2", "p3", "p4"}}
+	if got := f.events.writtenIDs(); !reflect.DeepEqual(got, want) {
+		t.Errorf("items = %v, want %v", got, want)
+	}
+}
+
+func TestAggregatorSubscriptionTime(t *testing.T) {
+	t.Parallel()
+	arrival := time.Date(2025, 7, 1, 12, 0, 0, 0, time.UTC)
+	subs := []store.Subscription{
+		{ProducerID: "P", SubscriberID: "before", CreatedAt: arrival.Add(-time.Hour)},
+		{ProducerID: "P", SubscriberID: "within-slack", CreatedAt: arrival.Add(arrivalSlack - time.Millisecond)},
+		{ProducerID: "P", SubscriberID: "after", CreatedAt: arrival.Add(arrivalSlack + time.Millisecond)},
+	}
+	for _, tc := range []struct {
+		name    string
+		arrival time.Time
+		want    map[string][]string
+	}{
+		{"arrival known", arrival, map[string][]string{"before": {"p1"}, "within-slack": {"p1"}}},
+		{"no arrival time", time.Time{}, map[string][]string{"before": {"p1"}, "within-slack": {"p1"}, "after": {"p1"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := defaultAggregatorFakes()
+			f.subs.subs = map[string][]store.Subscription{"P": subs}
+			a := newTestAggregator(t, f, nil)
+			if err := a.handle(context.Background(), "shardId-1", []types.Record{streamRecord("P", "1", tc.arrival, eventJSON("P", "p1"))}); err != nil {
+				t.Fatalf("handle: %v", err)
+			}
+			if got := f.events.writtenIDs(); !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("items = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestAggregatorSetsAside(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		key    string
+		data   string
+		reason string // in the dead letter's reason; empty: no dead letter
+	}{
+		{name: "garbage", key: "P", data: "not json at all", reason: "record is not an event"},
+		{name: "trailing garbage", key: "P", data: eventJSON("P", "x") + "}", reason: "record is not an event"},
+		{name: "empty array", key: "P", data: "[]", reason: "empty array"},
+		{name: "no eventType", key: "P", data: `{"agentId":"P"}`, reason: "eventType is required"},
+		{name: "partition key is not the producer", key: "Q", data: eventJSON("P", "x"), reason: `partition key "Q"`},
+		{name: "unknown producer", key: "ghost", data: eventJSON("ghost", "x"), reason: `unknown producer agentId "ghost"`},
+		{name: "known producer without subscribers", key: "L", data: eventJSON("L", "x")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := defaultAggregatorFakes()
+			a := newTestAggregator(t, f, nil)
+			records := []types.Record{
+				streamRecord(tc.key, "7", time.Time{}, tc.data),
+				streamRecord("P", "8", time.Time{}, eventJSON("P", "good")),
+			}
+			if err := a.handle(context.Background(), "shardId-3", records); err != nil {
+				t.Fatalf("handle: %v", err)
+			}
+			want := map[string][]string{"s1": {"good"}, "s2": {"good"}}
+			if got := f.events.writtenIDs(); !reflect.DeepEqual(got, want) {
+				t.Errorf("items = %v, want only the good record's %v", got, want)
+			}
+			dls := f.dead.all()
+			if tc.reason == "" {
+				if len(dls) != 0 {
+					t.Errorf("dead letters = %+v, want none", dls)
+				}
+				return
+			}
+			if len(dls) != 1 {
+				t.Fatalf("dead letters = %+v, want exactly one", dls)
+			}
+			dl := dls[0]
+			want1 := store.DeadLetter{ID: "aggregator/shardId-3/7", Stage: "aggregator", ShardID: "shardId-3", Seq: "7", Data: []byte(tc.data)}
+			got1 := dl
+			got1.Reason, got1.At = "", time.Time{}
+			if !reflect.DeepEqual(got1, want1) {
+				t.Errorf("dead letter = %+v, want %+v", got1, want1)
+			}
+			if !strings.Contains(dl.Reason, tc.reason) {
+				t.Errorf("dead letter reason %q does not say %q", dl.Reason, tc.reason)
+			}
+			if dl.At.IsZero() {
+				t.Error("dead letter has no time")
+			}
+		})
+	}
+}
+
+func TestAggregatorRetriesTransientErrors(t *testing.T) {
+	t.Parallel()
+	transient := errors.New("ThrottlingException")
+	for _, tc := range []struct {
+		name     string
+		setup    func(f aggregatorFakes)
+		producer string
+		items    map[string][]string
+		dead     int
+	}{
+		{
+			name: "PutEvent",
+			setup: func(f aggregatorFakes) {
+				f.events.fail = func(_ store.Event, n int) error { return failTimes(2, transient)(n) }
+			},
+			producer: "P",
+			items:    map[string][]string{"s1": {"e"}, "s2": {"e"}},
+		},
+		{
+			name:     "Subscribers",
+			setup:    func(f aggregatorFakes) { f.subs.err = failTimes(2, transient) },
+			producer: "P",
+			items:    map[string][]string{"s1": {"e"}, "s2": {"e"}},
+		},
+		{
+			name:     "Agent",
+			setup:    func(f aggregatorFakes) { f.agents.err = failTimes(2, transient) },
+			producer: "ghost",
+			items:    map[string][]string{},
+			dead:     1,
+		},
+		{
+			name:     "PutDeadLetter",
+			setup:    func(f aggregatorFakes) { f.dead.fail = failTimes(2, transient) },
+			producer: "ghost",
+			items:    map[string][]string{},
+			dead:     1,
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := defaultAggregatorFakes()
+			tc.setup(f)
+			a := newTestAggregator(t, f, nil)
+			if err := a.handle(context.Background(), "shardId-1", []types.Record{streamRecord(tc.producer, "1", time.Time{}, eventJSON(tc.producer, "e"))}); err != nil {
+				t.Fatalf("handle: %v", err)
+			}
+			if got := f.events.writtenIDs(); !reflect.DeepEqual(got, tc.items) {
+				t.Errorf("items = %v, want %v", got, tc.items)
+			}
+			if got := len(f.dead.all()); got != tc.dead {
+				t.Errorf("%d dead letters, want %d", got, tc.dead)
+			}
+		})
+	}
+}
+
+func TestAggregatorCancelled(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name     string
+		setup    func(f aggregatorFakes, cancel context.CancelFunc)
+		producer string
+	}{
+		{
+			name: "PutEvent failing",
+			setup: func(f aggregatorFakes, cancel context.CancelFunc) {
+				f.events.fail = func(store.Event, int) error { cancel(); return errors.New("InternalServerError") }
+			},
+			producer: "P",
+		},
+		{
+			name: "PutEvent failing, one subscriber",
+			setup: func(f aggregatorFakes, cancel context.CancelFunc) {
+				f.events.fail = func(store.Event, int) error { cancel(); return errors.New("InternalServerError") }
+			},
+			producer: "Q",
+		},
+		{
+			name: "Subscribers failing",
+			setup: func(f aggregatorFakes, cancel context.CancelFunc) {
+				f.subs.err = func(int) error { cancel(); return errors.New("InternalServerError") }
+			},
+			producer: "P",
+		},
+		{
+			name: "PutDeadLetter failing",
+			setup: func(f aggregatorFakes, cancel context.CancelFunc) {
+				f.dead.fail = func(int) error { cancel(); return errors.New("InternalServerError") }
+			},
+			producer: "ghost",
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			f := defaultAggregatorFakes()
+			tc.setup(f, cancel)
+			a := newTestAggregator(t, f, nil)
+			err := a.handle(ctx, "shardId-1", []types.Record{streamRecord(tc.producer, "1", time.Time{}, eventJSON(tc.producer, "e"))})
+			if !errors.Is(err, context.Canceled) {
+				t.Errorf("handle = %v, want an error wrapping context.Canceled so the batch is not checkpointed", err)
+			}
+		})
+	}
+}
+
+func TestAggregatorReplay(t *testing.T) {
+	t.Parallel()
+	f := defaultAggregatorFakes()
+	core, logs := observer.New(zapcore.WarnLevel)
+	a := newTestAggregator(t, f, zap.New(core))
+	records := []types.Record{
+		streamRecord("P", "1", time.Time{}, `{"agentId":"P","eventType":"noId"}`),
+		streamRecord("P", "2", time.Time{}, "garbage"),
+		streamRecord("P", "3", time.Time{}, `[`+eventJSON("P", "")+`,`+eventJSON("P", "")+`]`),
+	}
+	for i := range 2 {
+		if err := a.handle(context.Background(), "shardId-1", records); err != nil {
+			t.Fatalf("handle #%d: %v", i+1, err)
+		}
+	}
+	want := []string{"shardId-1:1", "shardId-1:3:0", "shardId-1:3:1"}
+	got := f.events.writtenIDs()
+	if !reflect.DeepEqual(got, map[string][]string{"s1": want, "s2": want}) {
+		t.Errorf("items after a replay = %v, want each event once per subscriber with ids %v", got, want)
+	}
+	if dl := f.dead.all(); len(dl) != 1 {
+		t.Errorf("dead letters after a replay = %+v, want one", dl)
+	}
+	if n := logs.FilterMessage("dead-lettered").Len(); n != 1 {
+		t.Errorf(`logged "dead-lettered" %d times, want once: only a new dead letter is logged`, n)
+	}
+}
+
+func TestAggregatorCachesSubscribers(t *testing.T) {
+	t.Parallel()
+	f := defaultAggregatorFakes()
+	a := newTestAggregator(t, f, nil)
+	var mu sync.Mutex
+	now := time.Now()
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	a.subs.now, a.known.now = clock, clock
+	batch := func(seq string) []types.Record {
+		return []types.Record{
+			streamRecord("P", seq+"0", time.Time{}, eventJSON("P", seq+"a")),
+			streamRecord("ghost", seq+"1", time.Time{}, eventJSON("ghost", seq+"g")),
+			streamRecord("P", seq+"2", time.Time{}, eventJSON("P", seq+"b")),
+		}
+	}
+	handle := func(seq string) {
+		t.Helper()
+		if err := a.handle(context.Background(), "shardId-1", batch(seq)); err != nil {
+			t.Fatalf("handle: %v", err)
+		}
+	}
+	handle("1")
+	mu.Lock()
+	now = now.Add(SubscriptionTTL / 2)
+	mu.Unlock()
+	handle("2")
+	if n, g, k := f.subs.callsFor("P"), f.subs.callsFor("ghost"), f.agents.callsFor("ghost"); n != 1 || g != 1 || k != 1 {
+		t.Errorf("within SubscriptionTTL: Subscribers(P) %d, Subscribers(ghost) %d, Agent(ghost) %d calls; want 1 each", n, g, k)
+	}
+	mu.Lock()
+	now = now.Add(SubscriptionTTL)
+	mu.Unlock()
+	handle("3")
+	if n, k := f.subs.callsFor("P"), f.agents.callsFor("ghost"); n != 2 || k != 2 {
+		t.Errorf("after SubscriptionTTL: Subscribers(P) %d, Agent(ghost) %d calls; want 2 each", n, k)
+	}
+	if got := f.events.writtenIDs()["s1"]; !reflect.DeepEqual(got, []string{"1a", "1b", "2a", "2b", "3a", "3b"}) {
+		t.Errorf("s1 items = %v", got)
+	}
+}
+
+func TestParseRecord(t *testing.T) {
+	t.Parallel()
+	arrival := time.Date(2025, 7, 1, 12, 30, 45, 678_900_000, time.UTC)
+	ev := func(id, producer, ts, eventType, data string) Event {
+		return Event{EventID: id, AgentID: producer, Timestamp: ts, EventType: eventType, Data: json.RawMessage(data)}
+	}
+	const ts = "2025-07-01T12:00:00.000Z"
+	for _, tc := range []struct {
+		name    string
+		key     string
+		arrival time.Time
+		data    string
+		want    []Event
+		wantErr string
+	}{
+		{
+			name: "object",
+			key:  "P",
+			data: `{"eventId":"e1","agentId":"P","timestamp":"2025-07-01T12:00:00.000Z","eventType":"t","data":{"a":[1,2]}}`,
+			want: []Event{ev("e1", "P", ts, "t", `{"a":[1,2]}`)},
+		},
+		{
+			name: "object with surrounding space",
+			key:  "P",
+			data: " \n" + `{"eventId":"e1","agentId":"P","timestamp":"2025-07-01T12:00:00.000Z","eventType":"t","data":1}` + "\n",
+			want: []Event{ev("e1", "P", ts, "t", `1`)},
+		},
+		{
+			name: "array",
+			key:  "P",
+			data: `[{"eventId":"e1","agentId":"P","timestamp":"2025-07-01T12:00:00Z","eventType":"t","data":"x"},{"eventId":"e2","agentId":"P","timestamp":"2025-07-01T12:00:00Z","eventType":"u","data":null}]`,
+			want: []Event{ev("e1", "P", ts, "t", `"x"`), ev("e2", "P", ts, "u", `null`)},
+		},
+		{
+			name: "timestamp normalised",
+			key:  "P",
+			data: `{"eventId":"e1","agentId":"P","timestamp":"2025-07-01T14:00:00.123456+02:00","eventType":"t","data":{}}`,
+			want: []Event{ev("e1", "P", "2025-07-01T12:00:00.123Z", "t", `{}`)},
+		},
+		{
+			name:    "missing timestamp is the arrival time",
+			key:     "P",
+			arrival: arrival,
+			data:    `{"eventId":"e1","agentId":"P","eventType":"t","data":{}}`,
+			want:    []Event{ev("e1", "P", "2025-07-01T12:30:45.678Z", "t", `{}`)},
+		},
+		{
+			name: "missing data is null",
+			key:  "P",
+			data: `{"eventId":"e1","agentId":"P","timestamp":"2025-07-01T12:00:00.000Z","eventType":"t"}`,
+			want: []Event{ev("e1", "P", ts, "t", `null`)},
+		},
+		{
+			name: "missing eventId is the record's position",
+			key:  "P",
+			data: `{"agentId":"P","timestamp":"2025-07-01T12:00:00.000Z","eventType":"t","data":1}`,
+			want: []Event{ev("shardId-9:42", "P", ts, "t", `1`)},
+		},
+		{
+			name: "missing eventIds in an array",
+			key:  "P",
+			data: `[{"agentId":"P","timestamp":"2025-07-01T12:00:00.000Z","eventType":"t","data":1},{"eventId":"mine","agentId":"P","timestamp":"2025-07-01T12:00:00.000Z","eventType":"t","data":2},{"agentId":"P","timestamp":"2025-07-01T12:00:00.000Z","eventType":"t","data":3}]`,
+			want: []Event{ev("shardId-9:42:0", "P", ts, "t", `1`), ev("mine", "P", ts, "t", `2`), ev("shardId-9:42:2", "P", ts, "t", `3`)},
+		},
+		{name: "garbage", key: "P", data: `hello`, wantErr: "record is not an event"},
+		{name: "empty record", key: "P", data: ``, wantErr: "record is not an event"},
+		{name: "JSON null", key: "P", data: `null`, wantErr: "agentId is required"},
+		{name: "not an object", key: "P", data: `"P"`, wantErr: "record is not an event"},
+		{name: "empty array", key: "P", data: `[]`, wantErr: "empty array"},
+		{name: "two values", key: "P", data: `{"agentId":"P","eventType":"t"} {"agentId":"P","eventType":"t"}`, wantErr: "data after"},
+		{name: "trailing brace", key: "P", data: `{"agentId":"P","eventType":"t"}}`, wantErr: "record is not an event"},
+		{name: "trailing bracket", key: "P", data: `[{"agentId":"P","eventType":"t"}]]`, wantErr: "record is not an event"},
+		{name: "missing agentId", key: "P", data: `{"eventType":"t"}`, wantErr: "event 0: agentId is required"},
+		{name: "missing eventType", key: "P", data: `[{"agentId":"P","eventType":"t"},{"agentId":"P"}]`, wantErr: "event 1: eventType is required"},
+		{name: "partition key is not agentId", key: "Q", data: `{"agentId":"P","eventType":"t"}`, wantErr: `partition key "Q" is not the event's agentId "P"`},
+		{name: "mixed producers", key: "P", data: `[{"agentId":"P","eventType":"t"},{"agentId":"Q","eventType":"t"}]`, wantErr: `event 1: agentId "Q" differs`},
+		{name: "bad timestamp", key: "P", data: `{"agentId":"P","eventType":"t","timestamp":"yesterday"}`, wantErr: `timestamp "yesterday" must be RFC 3339`},
+		{name: "unknown field", key: "P", data: `{"agentId":"P","eventType":"t","extra":1}`, wantErr: "unknown field"},
+		{name: "wrong type", key: "P", data: `{"agentId":7,"eventType":"t"}`, wantErr: "record is not an event"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			got, err := parseRecord("shardId-9", streamRecord(tc.key, "42", tc.arrival, tc.data))
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Errorf("parseRecord(%s) = %+v, %v; want an error containing %q", tc.data, got, err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("parseRecord(%s): %v", tc.data, err)
+			}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("parseRecord(%s) =\n%+v\nwant\n%+v", tc.data, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestNormalizeTimestamp(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2025, 7, 1, 14, 0, 0, 999_999_999, time.FixedZone("CEST", 2*3600))
+	for _, tc := range []struct {
+		in, want string
+		wantErr  bool
+	}{
+		{in: "2025-07-01T12:00:00.000Z", want: "2025-07-01T12:00:00.000Z"},
+		{in: "2025-07-01T12:00:00Z", want: "2025-07-01T12:00:00.000Z"},
+		{in: "2025-07-01T12:00:00.5Z", want: "2025-07-01T12:00:00.500Z"},
+		{in: "2025-07-01T12:00:00.123456789Z", want: "2025-07-01T12:00:00.123Z"},
+		{in: "2025-07-01T00:30:00.000+01:00", want: "2025-06-30T23:30:00.000Z"},
+		{in: "2025-07-01T12:00:00.000-07:30", want: "2025-07-01T19:30:00.000Z"},
+		{in: "", want: "2025-07-01T12:00:00.999Z"},
+		{in: "2025-07-01", wantErr: true},
+		{in: "2025-07-01 12:00:00Z", wantErr: true},
+		{in: "1751371200", wantErr: true},
+		{in: "2025-13-01T12:00:00Z", wantErr: true},
+	} {
+		got, err := NormalizeTimestamp(tc.in, now)
+		switch {
+		case tc.wantErr && err == nil:
+			t.Errorf("NormalizeTimestamp(%q) = %q, want an error", tc.in, got)
+		case !tc.wantErr && (err != nil || got != tc.want):
+			t.Errorf("NormalizeTimestamp(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
+		}
+	}
+
+	// The zero time means the current time.
+	before := time.Now().UTC().Truncate(time.Millisecond)
+	got, err := NormalizeTimestamp("", time.Time{})
+	after := time.Now().UTC()
+	ts, perr := time.Parse(TimestampLayout, got)
+	if err != nil || perr != nil || ts.Before(before) || ts.After(after) {
+		t.Errorf("NormalizeTimestamp(\"\", zero) = %q, %v; want the current time (between %v and %v) in TimestampLayout", got, err, before, after)
+	}
+}

@@ -1,0 +1,657 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/fanout/fanout/store"
+)
+
+// sendCall is one SendMessages call a fakeSender saw.
+type sendCall struct {
+	url  string
+	msgs []store.Message
+}
+
+// fakeSender is a messageSender holding one FIFO queue per URL. It
+// enforces SQS's batch limits, drops a message whose deduplication id its
+// queue already holds (as SQS does within its window), and answers each
+// call through respond when set.
+type fakeSender struct {
+	t *testing.T
+	// respond returns the error of the n-th call (0-based) to url, or its
+	// per-entry failures.
+	respond func(n int, url string, msgs []store.Message) ([]store.BatchFailure, error)
+
+	mu     sync.Mutex
+	calls  []sendCall
+	perURL map[string]int
+	queues map[string][]store.Message
+}
+
+func (f *fakeSender) SendMessages(ctx context.Context, url string, msgs []store.Message) ([]store.BatchFailure, error) {
+	f.mu.Lock()
+	if f.perURL == nil {
+		f.perURL = map[string]int{}
+	}
+	n := f.perURL[url]
+	f.perURL[url]++
+	f.calls = append(f.calls, sendCall{url: url, msgs: slices.Clone(msgs)})
+	f.mu.Unlock()
+	if len(msgs) == 0 || len(msgs) > store.MaxBatch {
+		f.t.Errorf("call %d: %d messages, want 1 to %d", n, len(msgs), store.MaxBatch)
+	}
+	size := 0
+	ids := map[string]bool{}
+	for _, m := range msgs {
+		size += len(m.Body)
+		if ids[m.ID] {
+			f.t.Errorf("call %d: entry id %s twice", n, m.ID)
+		}
+		ids[m.ID] = true
+	}
+	if len(msgs) > 1 && size > maxBatchBytes {
+		f.t.Errorf("call %d: %d messages of %d bytes, over the %d-byte batch limit", n, len(msgs), size, maxBatchBytes)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var failed []store.BatchFailure
+	if f.respond != nil {
+		var err error
+		if failed, err = f.respond(n, url, msgs); err != nil {
+			return nil, err
+		}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.queues == nil {
+		f.queues = map[string][]store.Message{}
+	}
+	for _, m := range msgs {
+		if slices.ContainsFunc(failed, func(b store.BatchFailure) bool { return b.ID == m.ID }) {
+			continue
+		}
+		if slices.ContainsFunc(f.queues[url], func(q store.Message) bool { return q.DedupID == m.DedupID }) {
+			continue
+		}
+		f.queues[url] = append(f.queues[url], m)
+	}
+	return failed, nil
+}
+
+// queue returns the messages the queue at url holds, in order.
+func (f *fakeSender) queue(url string) []store.Message {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.queues[url])
+}
+
+// sentEventIDs returns, per call to url, the eventIds it carried.
+func (f *fakeSender) sentEventIDs(t *testing.T, url string) [][]string {
+	t.Helper()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out [][]string
+	for _, c := range f.calls {
+		if c.url == url {
+			out = append(out, messageEventIDs(t, c.msgs))
+		}
+	}
+	return out
+}
+
+// messageEventIDs returns the eventIds of msgs' bodies.
+func messageEventIDs(t *testing.T, msgs []store.Message) []string {
+	t.Helper()
+	ids := make([]string, len(msgs))
+	for i, m := range msgs {
+		var body Message
+		if err := json.Unmarshal([]byte(m.Body), &body); err != nil {
+			t.Fatalf("message body %.80s: %v", m.Body, err)
+		}
+		ids[i] = body.EventID
+	}
+	return ids
+}
+
+// queueURL is the URL fakeAgents (knownAgents) gives agent id's queue.
+func queueURL(id string) string { return "https://sqs.test/queue-" + id + ".fifo" }
+
+// subscriberEvent is the SubscriberEvents item of event id of producer for
+// sub; a positive size makes its data a JSON string of that many bytes.
+func subscriberEvent(producer, sub, id string, size int) store.Event {
+	data := json.RawMessage(`{"id":"` + id + `"}`)
+	if size > 0 {
+		data = json.RawMessage(`"` + strings.Repeat("x", size) + `"`)
+	}
+	return store.Event{
+		EventID: id, ProducerID: producer, SubscriberID: sub, EventType: "exampleEvent",
+		Timestamp: "2025-07-01T12:00:00.000Z", Data: data,
+		ShardID: "shardId-000000000001", Seq: "49590338271490256608559692538361571095921575989136588898",
+	}
+}
+
+// changeRecord is the Kinesis record the streams adapter returns for a
+// change of SubscriberEvents: Data is a streamChange whose image holds e
+// under the store's attribute names (checked against
+// store.DecodeEventImage, so a renamed attribute fails here, not later).
+func changeRecord(t *testing.T, eventName string, e store.Event, seq string) types.Record {
+	t.Helper()
+	sortKey := e.Timestamp + "#" + e.EventID
+	change := streamChange{EventName: eventName}
+	if eventName != "REMOVE" {
+		image, err := json.Marshal(map[string]any{
+			"subscriberId":   e.SubscriberID,
+			"timestamp":      sortKey,
+			"eventId":        e.EventID,
+			"producerId":     e.ProducerID,
+			"eventType":      e.EventType,
+			"eventTimestamp": e.Timestamp,
+			"data":           string(e.Data),
+			"shardId":        e.ShardID,
+			"seq":            e.Seq,
+			"expiresAt":      json.Number("1752000000"),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := store.DecodeEventImage(image); err != nil || !reflect.DeepEqual(got, e) {
+			t.Fatalf("test image decodes to %+v, %v; want %+v", got, err, e)
+		}
+		change.NewImage = image
+	}
+	data, err := json.Marshal(change)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, _ := json.Marshal(map[string]string{"subscriberId": e.SubscriberID, "timestamp": sortKey})
+	return types.Record{
+		Data:                        data,
+		PartitionKey:                aws.String(string(keys)),
+		SequenceNumber:              aws.String(seq),
+		ApproximateArrivalTimestamp: aws.Time(time.Date(2025, 7, 1, 12, 0, 1, 0, time.UTC)),
+	}
+}
+
+// publisherFakes holds a Publisher's collaborators.
+type publisherFakes struct {
+	agents *fakeAgents
+	sender *fakeSender
+	dead   *fakeDeadLetters
+}
+
+// newTestPublisher returns a Publisher over fakes in which P, Q, s1 and s2
+// are known agents with queues.
+func newTestPublisher(t *testing.T) (*Publisher, publisherFakes) {
+	t.Helper()
+	f := publisherFakes{
+		agents: &fakeAgents{agents: knownAgents("P", "Q", "s1", "s2")},
+		sender: &fakeSender{t: t},
+		dead:   &fakeDeadLetters{},
+	}
+	return NewPublisher(f.agents, f.sender, f.dead, zaptest.NewLogger(t, zaptest.Level(zapcore.ErrorLevel))), f
+}
+
+// inserts returns the INSERT records of events, numbered from seq 1000.
+func inserts(t *testing.T, events []store.Event) []types.Record {
+	t.Helper()
+	out := make([]types.Record, len(events))
+	for i, e := range events {
+		out[i] = changeRecord(t, "INSERT", e, fmt.Sprint(1000+i))
+	}
+	return out
+}
+
+// eventIDs returns ids "<prefix>00" to "<prefix>(n-1)".
+func eventIDs(prefix string, n int) []string {
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("%s%02d", prefix, i)
+	}
+	return ids
+}
+
+// checkQueue checks that the queue of sub holds exactly the messages of
+// events, in order, each as the spec describes it.
+func checkQueue(t *testing.T, f *fakeSender, sub string, events []store.Event) {
+	t.Helper()
+	got := f.queue(queueURL(sub))
+	if len(got) != len(events) {
+		t.Errorf("queue of %s holds %v, want %d messages", sub, messageEventIDs(t, got), len(events))
+		return
+	}
+	for i, m := range got {
+		e := events[i]
+		if m.GroupID != e.ProducerID {
+			t.Errorf("%s message %d: MessageGroupId %q, want the producer %q", sub, i, m.GroupID, e.ProducerID)
+		}
+		if want := DeduplicationID(e.ProducerID, e.EventID); m.DedupID != want {
+			t.Errorf("%s message %d: MessageDeduplicationId %q, want DeduplicationID(%s, %s) = %q", sub, i, m.DedupID, e.ProducerID, e.EventID, want)
+		}
+		var fields map[string]json.RawMessage
+		if err := json.Unmarshal([]byte(m.Body), &fields); err != nil {
+			t.Fatalf("%s message %d: body %.80s: %v", sub, i, m.Body, err)
+		}
+		want := map[string]string{
+			"eventId":      mustJSON(e.EventID),
+			"agentId":      mustJSON(e.ProducerID),
+			"subscriberId": mustJSON(sub),
+			"timestamp":    mustJSON(e.Timestamp),
+			"eventType":    mustJSON(e.EventType),
+			"data":         string(e.Data),
+		}
+		gotFields := map[string]string{}
+		for k, v := range fields {
+			gotFields[k] = string(v)
+		}
+		if !reflect.DeepEqual(gotFields, want) {
+			t.Errorf("%s message %d body = %v, want %v", sub, i, gotFields, want)
+		}
+	}
+}
+
+func mustJSON(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}
+
+func TestPublisherDelivers(t *testing.T) {
+	t.Parallel()
+	p, f := newTestPublisher(t)
+	// s1 follows P (23 events: three batches); s2 follows P (its first 3
+	// events) and Q. Updates and expiries in the stream are not events.
+	var s1, s2, all []store.Event
+	for i, id := range eventIDs("p", 23) {
+		e := subscriberEvent("P", "s1", id, 0)
+		s1 = append(s1, e)
+		all = append(all, e)
+		if i < 3 {
+			e2 := subscriberEvent("P", "s2", id, 0)
+			q := subscriberEvent("Q", "s2", fmt.Sprintf("q%02d", i), 0)
+			s2 = append(s2, e2, q)
+			all = append(all, e2, q)
+		}
+	}
+	records := inserts(t, all)
+	records = slices.Insert(records, 2,
+		changeRecord(t, "MODIFY", subscriberEvent("P", "s1", "modified", 0), "999"),
+		changeRecord(t, "REMOVE", subscriberEvent("P", "s2", "expired", 0), "998"))
+
+	for i := range 2 { // the second handle is a replay
+		if err := p.handle(context.Background(), "shardId-1", records); err != nil {
+			t.Fatalf("handle #%d: %v", i+1, err)
+		}
+		checkQueue(t, f.sender, "s1", s1)
+		checkQueue(t, f.sender, "s2", s2)
+	}
+	wantCalls := [][]string{eventIDs("p", 10), eventIDs("p", 20)[10:], eventIDs("p", 23)[20:]}
+	wantCalls = append(wantCalls, wantCalls...)
+	if got := f.sender.sentEventIDs(t, queueURL("s1")); !reflect.DeepEqual(got, wantCalls) {
+		t.Errorf("s1 SendMessages calls = %v, want %v", got, wantCalls)
+	}
+	// One event has one deduplication id, whoever receives it.
+	if a, b := f.sender.queue(queueURL("s1"))[0].DedupID, f.sender.queue(queueURL("s2"))[0].DedupID; a != b {
+		t.Errorf("event p00 has deduplication id %s for s1 and %s for s2, want one id", a, b)
+	}
+	if a, b := f.agents.callsFor("s1"), f.agents.callsFor("s2"); a != 1 || b != 1 {
+		t.Errorf("Agent calls: s1 %d, s2 %d; want 1 each (queue URLs are cached)", a, b)
+	}
+	if dl := f.dead.all(); len(dl) != 0 {
+		t.Errorf("dead letters = %+v, want none", dl)
+	}
+}
+
+func TestPublisherBatchBytes(t *testing.T) {
+	t.Parallel()
+	p, f := newTestPublisher(t)
+	sizes := []int{100_000, 100_000, 100_000, 100_000, 300_000, 100_000}
+	var events []store.Event
+	for i, size := range sizes {
+		events = append(events, subscriberEvent("P", "s1", fmt.Sprintf("p%02d", i), size))
+	}
+	if err := p.handle(context.Background(), "shardId-1", inserts(t, events)); err != nil {
+		t.Fatalf("handle: %v", err)
+	}
+	want := [][]string{{"p00", "p01"}, {"p02", "p03"}, {"p04"}, {"p05"}}
+	if got := f.sender.sentEventIDs(t, queueURL("s1")); !reflect.DeepEqual(got, want) {
+		t.Errorf("SendMessages calls = %v, want %v", got, want)
+	}
+	checkQueue(t, f.sender, "s1", events)
+}
+
+func TestDeduplicationID(t *testing.T) {
+	t.Parallel()
+	id := DeduplicationID("producer-1", "event-1")
+	if again := DeduplicationID("producer-1", "event-1"); again != id {
+		t.Errorf("DeduplicationID is not stable: %s, then %s", id, again)
+	}
+	if len(id) > 128 || strings.Trim(id, "0123456789abcdef") != "" {
+		t.Errorf("DeduplicationID = %q, want at most 128 characters SQS accepts", id)
+	}
+	for _, other := range [][2]string{{"producer-2", "event-1"}, {"producer-1", "event-2"}, {"producer-1e", "vent-1"}} {
+		if DeduplicationID(other[0], other[1]) == id {
+			t.Errorf("DeduplicationID(%q, %q) = DeduplicationID(producer-1, event-1)", other[0], other[1])
+		}
+	}
+	long := DeduplicationID("p", strings.Repeat("é", 300))
+	if len(long) > 128 {
+		t.Errorf("DeduplicationID of a long eventId has %d characters, want at most 128", len(long))
+	}
+}
+
+func TestPublisherRetriesFailedEntries(t *testing.T) {
+	t.Parallel()
+	p, f := newTestPublisher(t)
+	f.sender.respond = func(n int, _ string, msgs []store.Message) ([]store.BatchFailure, error) {
+		var failed []store.BatchFailure
+		for _, m := range msgs {
+			id := messageEventIDs(t, []store.Message{m})[0]
+			if (n == 0 && (id == "p01" || id == "p04")) || (n == 1 && id == "p04") {
+				failed = append(failed, store.BatchFailure{ID: m.ID, Code: "InternalError", Message: "try again"})
+			}
+		}
+		return failed, nil
+	}
+	var events []store.Event
+	for _, id := range eventIDs("p", 12) {
+		events = append(events, subscriberEvent("P", "s1", id, 0))
+	}
+	if err := p.handle(context.Background(), "shardId-1", inserts(t, events)); err != nil {
+		t.Fatalf("handle: %v", err)
+	}
+	want := [][]string{eventIDs("p", 10), {"p01", "p04"}, {"p04"}, {"p10", "p11"}}
+	if got := f.sender.sentEventIDs(t, queueURL("s1")); !reflect.DeepEqual(got, want) {
+		t.Errorf("SendMessages calls = %v, want %v: only failed entries resent, the next batch after them", got, want)
+	}
+	got := messageEventIDs(t, f.sender.queue(queueURL("s1")))
+	slices.Sort(got)
+	if !reflect.DeepEqual(got, eventIDs("p", 12)) {
+		t.Errorf("queue holds %v, want every event once", got)
+	}
+	if dl := f.dead.all(); len(dl) != 0 {
+		t.Errorf("dead letters = %+v, want none", dl)
+	}
+}
+
+func TestPublisherSetsAside(t *testing.T) {
+	t.Parallel()
+	s1 := []store.Event{}
+	for _, id := range eventIDs("p", 12) {
+		s1 = append(s1, subscriberEvent("P", "s1", id, 0))
+	}
+	for _, tc := range []struct {
+		name    string
+		sub     string // whose events are set aside
+		respond func(n int, url string, msgs []store.Message) ([]store.BatchFailure, error)
+		reason  string
+		// dead lists the eventIds set aside.
+		dead []string
+		// agentCalls is how often the agent of sub is looked up.
+		agentCalls int
+	}{
+		{
+			name: "refused entry",
+			sub:  "s1",
+			respond: func(n int, url string, msgs []store.Message) ([]store.BatchFailure, error) {
+				if n == 0 && url == queueURL("s1") {
+					return []store.BatchFailure{{ID: msgs[2].ID, Code: "InvalidParameterValue", Message: "bad body", SenderFault: true}}, nil
+				}
+				return nil, nil
+			},
+			reason:     "SQS refused the message: InvalidParameterValue: bad body",
+			dead:       []string{"p02"},
+			agentCalls: 1,
+		},
+		{
+			name: "missing queue",
+			sub:  "s1",
+			respond: func(_ int, url string, msgs []store.Message) ([]store.BatchFailure, error) {
+				if url == queueURL("s1") {
+					return nil, fmt.Errorf("send %d messages to queue %s: %w", len(msgs), url, store.ErrQueueMissing)
+				}
+				return nil, nil
+			},
+			reason:     "queue " + queueURL("s1") + " does not exist",
+			dead:       eventIDs("p", 12),
+			agentCalls: 2, // looked up again for the second batch
+		},
+		{
+			name:       "unknown subscriber",
+			sub:        "ghost",
+			reason:     "subscriber agent ghost does not exist",
+			dead:       eventIDs("p", 12),
+			agentCalls: 2, // not found is not cached
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			p, f := newTestPublisher(t)
+			f.sender.respond = tc.respond
+			// The affected subscriber's events interleaved with s2's.
+			var affected, s2, all []store.Event
+			for i, id := range eventIDs("p", 12) {
+				e := subscriberEvent("P", tc.sub, id, 0)
+				e2 := subscriberEvent("Q", "s2", fmt.Sprintf("q%02d", i), 0)
+				affected = append(affected, e)
+				s2 = append(s2, e2)
+				all = append(all, e, e2)
+			}
+			records := inserts(t, all)
+			if err := p.handle(context.Background(), "shardId-7", records); err != nil {
+				t.Fatalf("handle: %v", err)
+			}
+			checkQueue(t, f.sender, "s2", s2)
+			var delivered []store.Event
+			for _, e := range affected {
+				if !slices.Contains(tc.dead, e.EventID) {
+					delivered = append(delivered, e)
+				}
+			}
+			if tc.sub != "ghost" {
+				checkQueue(t, f.sender, tc.sub, delivered)
+			}
+			var gotDead []string
+			for _, dl := range f.dead.all() {
+				var body Message
+				if err := json.Unmarshal(dl.Data, &body); err != nil {
+					t.Fatalf("dead letter %s data %q: %v", dl.ID, dl.Data, err)
+				}
+				gotDead = append(gotDead, body.EventID)
+				i := slices.IndexFunc(affected, func(e store.Event) bool { return e.EventID == body.EventID })
+				if i < 0 {
+					t.Errorf("dead letter %s holds event %s of subscriber %s, not one of %s's", dl.ID, body.EventID, body.SubscriberID, tc.sub)
+					continue
+				}
+				want := store.DeadLetter{
+					ID: "publisher/" + tc.sub + "/" + body.EventID, Stage: "publisher", Reason: tc.reason,
+					ShardID: "shardId-7", Seq: aws.ToString(records[2*i].SequenceNumber),
+					Data: []byte(newMessage(affected[i], 0).Body),
+				}
+				got := dl
+				got.At = time.Time{}
+				if !reflect.DeepEqual(got, want) {
+					t.Errorf("dead letter =\n%+v\nwant\n%+v", got, want)
+				}
+			}
+			if !reflect.DeepEqual(gotDead, tc.dead) {
+				t.Errorf("dead-lettered events %v, want %v", gotDead, tc.dead)
+			}
+			if n := f.agents.callsFor(tc.sub); n != tc.agentCalls {
+				t.Errorf("Agent(%s) calls = %d, want %d", tc.sub, n, tc.agentCalls)
+			}
+		})
+	}
+}
+
+func TestPublisherSetsAsideBadRecords(t *testing.T) {
+	t.Parallel()
+	good := subscriberEvent("P", "s1", "good", 0)
+	bad := []struct {
+		name   string
+		data   string
+		reason string
+	}{
+		{"not a stream change", `garbage`, "stream record: "},
+		{"unconvertible image", `{"eventName":"INSERT","error":"convert stream image: boom"}`, "stream record: "},
+		{"image without attributes", `{"eventName":"INSERT","newImage":{"subscriberId":"s1"}}`, "stream image: "},
+	}
+	for _, tc := range bad {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			p, f := newTestPublisher(t)
+			records := []types.Record{
+				{Data: []byte(tc.data), SequenceNumber: aws.String("5"), PartitionKey: aws.String("{}")},
+				changeRecord(t, "INSERT", good, "6"),
+			}
+			if err := p.handle(context.Background(), "shardId-2", records); err != nil {
+				t.Fatalf("handle: %v", err)
+			}
+			checkQueue(t, f.sender, "s1", []store.Event{good})
+			dls := f.dead.all()
+			if len(dls) != 1 {
+				t.Fatalf("dead letters = %+v, want one", dls)
+			}
+			dl := dls[0]
+			if dl.ID != "publisher/shardId-2/5" || dl.Stage != "publisher" || dl.ShardID != "shardId-2" || dl.Seq != "5" || string(dl.Data) != tc.data || !strings.HasPrefix(dl.Reason, tc.reason) {
+				t.Errorf("dead letter = %+v, want id publisher/shardId-2/5, the record's data and a reason starting %q", dl, tc.reason)
+			}
+		})
+	}
+}
+
+func TestPublisherRetriesTransientErrors(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		setup func(f publisherFakes)
+		calls int // SendMessages calls for s1
+	}{
+		{
+			name: "SendMessages",
+			setup: func(f publisherFakes) {
+				f.sender.respond = func(n int, _ string, _ []store.Message) ([]store.BatchFailure, error) {
+					if n < 2 {
+						return nil, errors.New("connection reset")
+					}
+					return nil, nil
+				}
+			},
+			calls: 4,
+		},
+		{
+			name:  "Agent",
+			setup: func(f publisherFakes) { f.agents.err = failTimes(2, errors.New("ThrottlingException")) },
+			calls: 2,
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			p, f := newTestPublisher(t)
+			tc.setup(f)
+			var events []store.Event
+			for _, id := range eventIDs("p", 12) {
+				events = append(events, subscriberEvent("P", "s1", id, 0))
+			}
+			if err := p.handle(context.Background(), "shardId-1", inserts(t, events)); err != nil {
+				t.Fatalf("handle: %v", err)
+			}
+			checkQueue(t, f.sender, "s1", events)
+			if got := f.sender.sentEventIDs(t, queueURL("s1")); len(got) != tc.calls {
+				t.Errorf("SendMessages calls = %v, want %d", got, tc.calls)
+			}
+			if dl := f.dead.all(); len(dl) != 0 {
+				t.Errorf("dead letters = %+v, want none", dl)
+			}
+		})
+	}
+}
+
+func TestPublisherCancelled(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		subs  []string
+		setup func(f publisherFakes, cancel context.CancelFunc)
+	}{
+		{
+			name: "SendMessages failing",
+			subs: []string{"s1"},
+			setup: func(f publisherFakes, cancel context.CancelFunc) {
+				f.sender.respond = func(int, string, []store.Message) ([]store.BatchFailure, error) {
+					cancel()
+					return nil, errors.New("connection reset")
+				}
+			},
+		},
+		{
+			name: "SendMessages failing, two subscribers",
+			subs: []string{"s1", "s2"},
+			setup: func(f publisherFakes, cancel context.CancelFunc) {
+				f.sender.respond = func(int, string, []store.Message) ([]store.BatchFailure, error) {
+					cancel()
+					return nil, errors.New("connection reset")
+				}
+			},
+		},
+		{
+			name: "entries failing",
+			subs: []string{"s1"},
+			setup: func(f publisherFakes, cancel context.CancelFunc) {
+				f.sender.respond = func(_ int, _ string, msgs []store.Message) ([]store.BatchFailure, error) {
+					cancel()
+					return []store.BatchFailure{{ID: msgs[0].ID, Code: "InternalError"}}, nil
+				}
+			},
+		},
+		{
+			name: "Agent failing",
+			subs: []string{"s1"},
+			setup: func(f publisherFakes, cancel context.CancelFunc) {
+				f.agents.err = func(int) error { cancel(); return errors.New("ThrottlingException") }
+			},
+		},
+		{
+			name: "PutDeadLetter failing",
+			subs: []string{"s1"},
+			setup: func(f publisherFakes, cancel context.CancelFunc) {
+				f.sender.respond = func(_ int, _ string, msgs []store.Message) ([]store.BatchFailure, error) {
+					return []store.BatchFailure{{ID: msgs[0].ID, Code: "InvalidParameterValue", SenderFault: true}}, nil
+				}
+				f.dead.fail = func(int) error { cancel(); return errors.New("ThrottlingException") }
+			},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			p, f := newTestPublisher(t)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			tc.setup(f, cancel)
+			var events []store.Event
+			for _, sub := range tc.subs {
+				events = append(events, subscriberEvent("P", sub, "p00", 0))
+			}
+			err := p.handle(ctx, "shardId-1", inserts(t, events))
+			if !errors.Is(err, context.Canceled) {
+				t.Errorf("handle = %v, want an error wrapping context.Canceled so the batch is not checkpointed", err)
+			}
+		})
+	}
+}
