@@ -179,6 +179,7 @@ func (p *Publisher) send(ctx context.Context, log *zap.Logger, shardID, sub stri
 		}
 		var again []store.Message
 		var invalid []store.Message
+		warnOrderHazard(log, msgs, failedIDs)
 		for _, m := range msgs {
 			f, ok := failedIDs[m.ID]
 			switch {
@@ -202,6 +203,22 @@ func (p *Publisher) send(ctx context.Context, log *zap.Logger, shardID, sub stri
 		}
 	}
 	return nil
+}
+
+// warnOrderHazard logs when SQS failed an entry but accepted a later entry
+// of the same group in one batch: resending the failed one puts it behind
+// that later message. SQS is not documented to do this for FIFO queues; if
+// it ever does, operators see it here.
+func warnOrderHazard(log *zap.Logger, msgs []store.Message, failed map[string]store.BatchFailure) {
+	failedGroup := map[string]bool{}
+	for _, m := range msgs {
+		if _, ok := failed[m.ID]; ok {
+			failedGroup[m.GroupID] = true
+		} else if failedGroup[m.GroupID] {
+			log.Warn("order hazard: SQS accepted a message after failing an earlier one of its group", zap.String("producer_id", m.GroupID))
+			return
+		}
+	}
 }
 
 // wait logs a failed attempt and backs off; it fails only when ctx is done.

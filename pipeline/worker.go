@@ -22,9 +22,12 @@ import (
 // KCL settings. vmware-go-kcl-v2's defaults suit batch jobs, not a service
 // (AWS-NOTES.md has the measurements behind each value).
 const (
-	// shardSyncMillis: KCL takes at most one new lease per sync; at the
-	// default 60 s two shards took 64-151 s to lease at start, at 1 s 1-3 s.
-	shardSyncMillis = 1000
+	// shardSyncMillis: KCL takes at most one new lease per sync, and every
+	// sync reads the checkpoint of each shard the worker does not hold. At
+	// the default 60 s two shards took 64-151 s to lease at start; at 1 s
+	// 1-3 s, but the idle reads cost ~$21 a month (deploy/README.md). 2 s
+	// halves that and still leases a shard within seconds.
+	shardSyncMillis = 2000
 	// idleBetweenReadsMillis: below 200 ms KCL-Go's own limiter of 5
 	// GetRecords/s per shard adds latency; the default 1000 gives p50 ~0.5 s.
 	idleBetweenReadsMillis = 200

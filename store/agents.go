@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -214,9 +215,44 @@ func arnPartition(arn string) string {
 }
 
 // Agent returns the agent with id, read consistently. The error wraps
-// ErrNotFound when there is none.
+// ErrNotFound when there is none. Agents never change and are never
+// deleted, so a found agent is remembered: the API checks a producer on
+// every POST /events, and that costs one GetItem per producer per task.
 func (s *Store) Agent(ctx context.Context, id string) (Agent, error) {
-	return getAgent(ctx, s.db, s.tables.Agents, id)
+	if a, ok := s.known.get(id); ok {
+		return a, nil
+	}
+	a, err := getAgent(ctx, s.db, s.tables.Agents, id)
+	if err == nil {
+		s.known.put(id, a)
+	}
+	return a, err
+}
+
+// agentCacheSize bounds the agents remembered (about 200 bytes each); when
+// full the cache starts over.
+const agentCacheSize = 100_000
+
+// agentCache remembers found agents. Safe for concurrent use.
+type agentCache struct {
+	mu     sync.RWMutex
+	agents map[string]Agent
+}
+
+func (c *agentCache) get(id string) (Agent, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	a, ok := c.agents[id]
+	return a, ok
+}
+
+func (c *agentCache) put(id string, a Agent) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.agents == nil || len(c.agents) >= agentCacheSize {
+		c.agents = make(map[string]Agent)
+	}
+	c.agents[id] = a
 }
 
 // getAgent is Agent over a narrow client.

@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/aws/smithy-go"
+	"github.com/aws/smithy-go/middleware"
 	"github.com/google/uuid"
 
 	"github.com/fanout/fanout/internal/awstest"
@@ -408,4 +409,48 @@ type failingCreate struct {
 
 func (f failingCreate) CreateQueue(context.Context, *sqs.CreateQueueInput, ...func(*sqs.Options)) (*sqs.CreateQueueOutput, error) {
 	return nil, f.err
+}
+
+// TestAgentRemembered: a found agent is read from DynamoDB once per Store;
+// an unknown one is asked for every time (it may be registered meanwhile).
+func TestAgentRemembered(t *testing.T) {
+	t.Parallel()
+	s := newTestStore(t)
+	var gets atomic.Int64
+	s.db = dynamodb.NewFromConfig(awstest.Config(t), func(o *dynamodb.Options) {
+		o.APIOptions = append(o.APIOptions, func(stack *middleware.Stack) error {
+			return stack.Initialize.Add(middleware.InitializeMiddlewareFunc("count-gets",
+				func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
+					if _, ok := in.Parameters.(*dynamodb.GetItemInput); ok {
+						gets.Add(1)
+					}
+					return next.HandleInitialize(ctx, in)
+				}), middleware.Before)
+		})
+	})
+	ctx := testContext(t)
+	a, err := s.RegisterAgent(ctx, "arn:aws:iam::123456789012:role/remembered")
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := gets.Load()
+	for range 3 {
+		got, err := s.Agent(ctx, a.ID)
+		if err != nil || got != a {
+			t.Fatalf("Agent = %+v, %v; want %+v", got, err, a)
+		}
+	}
+	if n := gets.Load() - before; n != 1 {
+		t.Errorf("3 lookups of one agent made %d GetItem calls, want 1", n)
+	}
+	unknown := uuid.NewString()
+	before = gets.Load()
+	for range 2 {
+		if _, err := s.Agent(ctx, unknown); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("Agent(unknown) = %v, want ErrNotFound", err)
+		}
+	}
+	if n := gets.Load() - before; n != 2 {
+		t.Errorf("2 lookups of an unknown agent made %d GetItem calls, want 2", n)
+	}
 }

@@ -120,6 +120,8 @@ type Store struct {
 	tables Tables
 	// account holds the queues; queue policies name their exact ARNs.
 	account Account
+	// known remembers found agents (they never change).
+	known *agentCache
 	// pageSize caps the items of one Query or Scan page; 0 leaves
 	// DynamoDB's own 1 MB pages. Tests set it small to prove that every
 	// page is read.
@@ -132,5 +134,5 @@ type Store struct {
 // New returns a Store over the given clients and table names. account is
 // where the clients' queues are (the caller's STS identity and region).
 func New(db *dynamodb.Client, q *sqs.Client, tables Tables, account Account) *Store {
-	return &Store{db: db, sqs: q, tables: tables, account: account, now: time.Now}
+	return &Store{db: db, sqs: q, tables: tables, account: account, known: &agentCache{}, now: time.Now}
 }
