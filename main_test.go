@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -126,11 +127,19 @@ func TestBinary(t *testing.T) {
 			t.Fatal(err)
 		}
 		body := `{"resourceArn":"arn:aws:iam::123456789012:role/sigterm"}`
-		// Send all but the last byte, so the request is in flight.
-		req := fmt.Sprintf("POST /agents HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
-		if _, err := conn.Write([]byte(req[:len(req)-1])); err != nil {
+		// Send the headers with Expect: 100-continue. The server answers
+		// "100 Continue" when the handler starts reading the body: from
+		// then on the request is in flight, waiting for its body.
+		fmt.Fprintf(conn, "POST /agents HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: %d\r\n\r\n", len(body))
+		br := bufio.NewReader(conn)
+		conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if line, err := br.ReadString('\n'); err != nil || !strings.Contains(line, "100 Continue") {
+			t.Fatalf("waiting for 100 Continue: %q, %v", line, err)
+		}
+		if _, err := br.ReadString('\n'); err != nil { // the blank line after it
 			t.Fatal(err)
 		}
+		conn.SetReadDeadline(time.Time{})
 		start := time.Now()
 		if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 			t.Fatal(err)
@@ -152,11 +161,11 @@ func TestBinary(t *testing.T) {
 				}
 				time.Sleep(10 * time.Millisecond)
 			}
-			if _, err := conn.Write([]byte(req[len(req)-1:])); err != nil {
+			if _, err := io.WriteString(conn, body); err != nil {
 				inFlight <- result{err: err}
 				return
 			}
-			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			resp, err := http.ReadResponse(br, nil)
 			if err != nil {
 				inFlight <- result{err: err}
 				return

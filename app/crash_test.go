@@ -2,7 +2,6 @@ package app_test
 
 import (
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -118,14 +117,7 @@ func (e *env) startProcess(t *testing.T, bin string) *service {
 			mu.Unlock()
 		}
 	})
-	waitFor(t, 30*time.Second, "process ready", func() bool {
-		resp, err := http.Get(s.url + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
+	waitReady(t, s.url)
 	return s
 }
 

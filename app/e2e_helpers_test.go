@@ -91,15 +91,21 @@ func (e *env) start(t testing.TB, workerID string) *service {
 	s := &service{url: "http://" + a.Addr(), app: a, cancel: cancel, done: make(chan error, 1)}
 	go func() { s.done <- a.Run(ctx) }()
 	t.Cleanup(func() { s.stop(t) })
+	waitReady(t, s.url)
+	return s
+}
+
+// waitReady polls GET /readyz at url until it answers 200.
+func waitReady(t testing.TB, url string) {
+	t.Helper()
 	waitFor(t, 30*time.Second, "service ready", func() bool {
-		resp, err := http.Get(s.url + "/readyz")
+		resp, err := http.Get(url + "/readyz")
 		if err != nil {
 			return false
 		}
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
 	})
-	return s
 }
 
 // stop stops the task the way SIGTERM does (main's signal context is

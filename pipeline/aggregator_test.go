@@ -307,7 +307,7 @@ func TestAggregatorFansOut(t *testing.T) {
 		streamRecord("P", "102", arrival, `[`+eventJSON("P", "p2")+`,`+eventJSON("P", "")+`]`),
 		streamRecord("P", "103", arrival, `{"agentId":"P","eventType":"bare"}`),
 	}
-	if err := a.handle(context.Background(), "shardId-1", records); err != nil {
+	if err := a.handle(boundedCtx(t), "shardId-1", records); err != nil {
 		t.Fatalf("handle: %v", err)
 	}
 
@@ -355,7 +355,7 @@ func TestAggregatorKeepsSubscriberOrderUnderRetries(t *testing.T) {
 		id := fmt.Sprintf("p%d", i+1)
 		records = append(records, streamRecord("P", fmt.Sprint(100+i), time.Time{}, eventJSON("P", id)))
 	}
-	if err := a.handle(context.Background(), "shardId-1", records); err != nil {
+	if err := a.handle(boundedCtx(t), "shardId-1", records); err != nil {
 		t.Fatalf("handle: %v", err)
 	}
 	wantCalls := map[string][]string{
@@ -395,7 +395,7 @@ func TestAggregatorSubscriptionTime(t *testing.T) {
 			f := defaultAggregatorFakes()
 			f.subs.subs = map[string][]store.Subscription{"P": subs}
 			a := newTestAggregator(t, f, nil)
-			if err := a.handle(context.Background(), "shardId-1", []types.Record{streamRecord("P", "1", tc.arrival, eventJSON("P", "p1"))}); err != nil {
+			if err := a.handle(boundedCtx(t), "shardId-1", []types.Record{streamRecord("P", "1", tc.arrival, eventJSON("P", "p1"))}); err != nil {
 				t.Fatalf("handle: %v", err)
 			}
 			if got := f.events.writtenIDs(); !reflect.DeepEqual(got, tc.want) {
@@ -429,7 +429,7 @@ func TestAggregatorSetsAside(t *testing.T) {
 				streamRecord(tc.key, "7", time.Time{}, tc.data),
 				streamRecord("P", "8", time.Time{}, eventJSON("P", "good")),
 			}
-			if err := a.handle(context.Background(), "shardId-3", records); err != nil {
+			if err := a.handle(boundedCtx(t), "shardId-3", records); err != nil {
 				t.Fatalf("handle: %v", err)
 			}
 			want := map[string][]string{"s1": {"good"}, "s2": {"good"}}
@@ -507,7 +507,7 @@ func TestAggregatorRetriesTransientErrors(t *testing.T) {
 			f := defaultAggregatorFakes()
 			tc.setup(f)
 			a := newTestAggregator(t, f, nil)
-			if err := a.handle(context.Background(), "shardId-1", []types.Record{streamRecord(tc.producer, "1", time.Time{}, eventJSON(tc.producer, "e"))}); err != nil {
+			if err := a.handle(boundedCtx(t), "shardId-1", []types.Record{streamRecord(tc.producer, "1", time.Time{}, eventJSON(tc.producer, "e"))}); err != nil {
 				t.Fatalf("handle: %v", err)
 			}
 			if got := f.events.writtenIDs(); !reflect.DeepEqual(got, tc.items) {
@@ -558,7 +558,7 @@ func TestAggregatorCancelled(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			ctx, cancel := context.WithCancel(context.Background())
+			ctx, cancel := context.WithCancel(boundedCtx(t))
 			defer cancel()
 			f := defaultAggregatorFakes()
 			tc.setup(f, cancel)
@@ -582,7 +582,7 @@ func TestAggregatorReplay(t *testing.T) {
 		streamRecord("P", "3", time.Time{}, `[`+eventJSON("P", "")+`,`+eventJSON("P", "")+`]`),
 	}
 	for i := range 2 {
-		if err := a.handle(context.Background(), "shardId-1", records); err != nil {
+		if err := a.handle(boundedCtx(t), "shardId-1", records); err != nil {
 			t.Fatalf("handle #%d: %v", i+1, err)
 		}
 	}
@@ -616,7 +616,7 @@ func TestAggregatorCachesSubscribers(t *testing.T) {
 	}
 	handle := func(seq string) {
 		t.Helper()
-		if err := a.handle(context.Background(), "shardId-1", batch(seq)); err != nil {
+		if err := a.handle(boundedCtx(t), "shardId-1", batch(seq)); err != nil {
 			t.Fatalf("handle: %v", err)
 		}
 	}

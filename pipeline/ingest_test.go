@@ -138,6 +138,18 @@ func describeRecord(t *testing.T, r sentRecord) string {
 	return r.key + ":" + strings.Join(recordEventIDs(t, r.data), ",")
 }
 
+// testDeadline bounds one Publish or handle in a test: far above what the
+// short failures the tests inject need, so a regression that retries
+// forever fails the test instead of hanging it.
+const testDeadline = 10 * time.Second
+
+// boundedCtx is a context cancelled after testDeadline or with the test.
+func boundedCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), testDeadline)
+	t.Cleanup(cancel)
+	return ctx
+}
+
 // ingestEvent returns an event of producer with id; a positive size makes
 // its data a JSON string of that many bytes.
 func ingestEvent(producer, id string, size int) Event {
@@ -264,7 +276,7 @@ func TestIngestPublishPacking(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			kc := &fakeKinesis{t: t}
-			receipts, err := NewIngest(kc, "events").Publish(context.Background(), tc.events)
+			receipts, err := NewIngest(kc, "events").Publish(boundedCtx(t), tc.events)
 			if err != nil {
 				t.Fatalf("Publish: %v", err)
 			}
@@ -287,7 +299,7 @@ func TestIngestPublishPacking(t *testing.T) {
 func TestIngestPublishNothing(t *testing.T) {
 	t.Parallel()
 	kc := &fakeKinesis{t: t}
-	receipts, err := NewIngest(kc, "events").Publish(context.Background(), nil)
+	receipts, err := NewIngest(kc, "events").Publish(boundedCtx(t), nil)
 	if err != nil || len(receipts) != 0 {
 		t.Errorf("Publish(nil) = %v, %v; want no receipts, nil", receipts, err)
 	}
@@ -317,7 +329,7 @@ func TestIngestPublishSplitsCalls(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			kc := &fakeKinesis{t: t}
-			receipts, err := NewIngest(kc, "events").Publish(context.Background(), tc.events)
+			receipts, err := NewIngest(kc, "events").Publish(boundedCtx(t), tc.events)
 			if err != nil {
 				t.Fatalf("Publish: %v", err)
 			}
@@ -357,7 +369,7 @@ func TestIngestPublishRetriesOnlyRefusedRecords(t *testing.T) {
 		}
 		return false
 	}
-	receipts, err := NewIngest(kc, "events").Publish(context.Background(), events)
+	receipts, err := NewIngest(kc, "events").Publish(boundedCtx(t), events)
 	if err != nil {
 		t.Fatalf("Publish: %v", err)
 	}
@@ -388,7 +400,7 @@ func TestIngestPublishRetriesFailedCall(t *testing.T) {
 		}
 		return nil
 	}
-	receipts, err := NewIngest(kc, "events").Publish(context.Background(), events)
+	receipts, err := NewIngest(kc, "events").Publish(boundedCtx(t), events)
 	if err != nil {
 		t.Fatalf("Publish: %v", err)
 	}
@@ -417,8 +429,11 @@ func TestIngestPublishGivesUp(t *testing.T) {
 				kc := &fakeKinesis{t: t, refuse: tc.refuse, callErr: tc.callErr}
 				in := NewIngest(kc, "events")
 				in.retryFor = retryFor
+				// A Publish that ignored retryFor would stop only here.
+				ctx, cancel := context.WithTimeout(context.Background(), 2*(retryFor+retryCap))
+				defer cancel()
 				start := time.Now()
-				receipts, err := in.Publish(context.Background(), []Event{ingestEvent("A", "a1", 0)})
+				receipts, err := in.Publish(ctx, []Event{ingestEvent("A", "a1", 0)})
 				elapsed := time.Since(start)
 				if !errors.Is(err, ErrUnavailable) || receipts != nil {
 					t.Fatalf("Publish = %v, %v; want nil, ErrUnavailable", receipts, err)
@@ -467,7 +482,7 @@ func TestIngestPublishCancelled(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			ctx, cancel := context.WithCancel(context.Background())
+			ctx, cancel := context.WithCancel(boundedCtx(t))
 			defer cancel()
 			kc := &fakeKinesis{t: t}
 			tc.setup(kc, cancel)
@@ -489,7 +504,7 @@ func TestIngestPublishEventTooLarge(t *testing.T) {
 	t.Parallel()
 	kc := &fakeKinesis{t: t}
 	events := []Event{ingestEvent("A", "a1", 0), ingestEvent("A", "a2", 1<<20)}
-	receipts, err := NewIngest(kc, "events").Publish(context.Background(), events)
+	receipts, err := NewIngest(kc, "events").Publish(boundedCtx(t), events)
 	if !errors.Is(err, ErrEventTooLarge) || receipts != nil {
 		t.Fatalf("Publish = %v, %v; want nil, ErrEventTooLarge", receipts, err)
 	}
@@ -507,7 +522,7 @@ func TestIngestPublishEventTooLarge(t *testing.T) {
 	if enc, _ := json.Marshal(largest); len(enc) != maxRecordBytes-2 {
 		t.Fatalf("test event is %d bytes, want %d", len(enc), maxRecordBytes-2)
 	}
-	receipts, err = NewIngest(kc, "events").Publish(context.Background(), []Event{largest})
+	receipts, err = NewIngest(kc, "events").Publish(boundedCtx(t), []Event{largest})
 	if err != nil {
 		t.Fatalf("Publish(largest event): %v", err)
 	}

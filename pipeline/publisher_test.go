@@ -295,7 +295,7 @@ func TestPublisherDelivers(t *testing.T) {
 		changeRecord(t, "REMOVE", subscriberEvent("P", "s2", "expired", 0), "998"))
 
 	for i := range 2 { // the second handle is a replay
-		if err := p.handle(context.Background(), "shardId-1", records); err != nil {
+		if err := p.handle(boundedCtx(t), "shardId-1", records); err != nil {
 			t.Fatalf("handle #%d: %v", i+1, err)
 		}
 		checkQueue(t, f.sender, "s1", s1)
@@ -326,7 +326,7 @@ func TestPublisherBatchBytes(t *testing.T) {
 	for i, size := range sizes {
 		events = append(events, subscriberEvent("P", "s1", fmt.Sprintf("p%02d", i), size))
 	}
-	if err := p.handle(context.Background(), "shardId-1", inserts(t, events)); err != nil {
+	if err := p.handle(boundedCtx(t), "shardId-1", inserts(t, events)); err != nil {
 		t.Fatalf("handle: %v", err)
 	}
 	want := [][]string{{"p00", "p01"}, {"p02", "p03"}, {"p04"}, {"p05"}}
@@ -373,7 +373,7 @@ func TestPublisherRetriesFailedEntries(t *testing.T) {
 	for _, id := range eventIDs("p", 12) {
 		events = append(events, subscriberEvent("P", "s1", id, 0))
 	}
-	if err := p.handle(context.Background(), "shardId-1", inserts(t, events)); err != nil {
+	if err := p.handle(boundedCtx(t), "shardId-1", inserts(t, events)); err != nil {
 		t.Fatalf("handle: %v", err)
 	}
 	want := [][]string{eventIDs("p", 10), {"p01", "p04"}, {"p04"}, {"p10", "p11"}}
@@ -454,7 +454,7 @@ func TestPublisherSetsAside(t *testing.T) {
 				all = append(all, e, e2)
 			}
 			records := inserts(t, all)
-			if err := p.handle(context.Background(), "shardId-7", records); err != nil {
+			if err := p.handle(boundedCtx(t), "shardId-7", records); err != nil {
 				t.Fatalf("handle: %v", err)
 			}
 			checkQueue(t, f.sender, "s2", s2)
@@ -520,7 +520,7 @@ func TestPublisherSetsAsideBadRecords(t *testing.T) {
 				{Data: []byte(tc.data), SequenceNumber: aws.String("5"), PartitionKey: aws.String("{}")},
 				changeRecord(t, "INSERT", good, "6"),
 			}
-			if err := p.handle(context.Background(), "shardId-2", records); err != nil {
+			if err := p.handle(boundedCtx(t), "shardId-2", records); err != nil {
 				t.Fatalf("handle: %v", err)
 			}
 			checkQueue(t, f.sender, "s1", []store.Event{good})
@@ -569,7 +569,7 @@ func TestPublisherRetriesTransientErrors(t *testing.T) {
 			for _, id := range eventIDs("p", 12) {
 				events = append(events, subscriberEvent("P", "s1", id, 0))
 			}
-			if err := p.handle(context.Background(), "shardId-1", inserts(t, events)); err != nil {
+			if err := p.handle(boundedCtx(t), "shardId-1", inserts(t, events)); err != nil {
 				t.Fatalf("handle: %v", err)
 			}
 			checkQueue(t, f.sender, "s1", events)
@@ -641,7 +641,7 @@ func TestPublisherCancelled(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			p, f := newTestPublisher(t)
-			ctx, cancel := context.WithCancel(context.Background())
+			ctx, cancel := context.WithCancel(boundedCtx(t))
 			defer cancel()
 			tc.setup(f, cancel)
 			var events []store.Event
