@@ -110,6 +110,9 @@ func New(ctx context.Context, cfg Config, awsCfg aws.Config, log *zap.Logger) (*
 		if !a.aggregator.Running() || !a.publisher.Running() {
 			return errors.New("pipeline workers are not running")
 		}
+		if err := st.Ping(ctx); err != nil {
+			return err
+		}
 		return pipeline.PingStream(ctx, kc, cfg.Stream)
 	}}
 	a.handler = server.New(server.Config{}, st, st, pipeline.NewIngest(kc, cfg.Stream), ready, log)
@@ -139,9 +142,7 @@ func (a *App) Run(ctx context.Context) error {
 		return server.Serve(gctx, a.ln, a.handler, a.cfg.ShutdownTimeout)
 	})
 	a.log.Info("fanout running", zap.String("addr", a.Addr()), zap.String("worker_id", a.cfg.WorkerID))
-	err := g.Wait()
-	if err != nil {
-		a.log.Error("fanout stopped", zap.Error(err))
+	if err := g.Wait(); err != nil {
 		return err
 	}
 	a.log.Info("fanout stopped")

@@ -58,20 +58,22 @@ type Variable struct {
 
 // Variables lists every environment variable fanout reads (besides the AWS
 // SDK's own). The README's configuration table and deploy/ follow it.
-var Variables = []Variable{
-	{"FANOUT_ADDR", defaultAddr, "HTTP listen address."},
-	{"FANOUT_STREAM", defaultStream, "Kinesis stream producers publish to."},
-	{"FANOUT_AGENTS_TABLE", defaultAgentsTable, "DynamoDB table of agents."},
-	{"FANOUT_SUBSCRIBERS_TABLE", defaultSubscribersTable, "DynamoDB table of subscriptions."},
-	{"FANOUT_SUBSCRIBER_EVENTS_TABLE", defaultSubscriberEventsTable, "DynamoDB table of per-subscriber events (stream NEW_IMAGE, TTL)."},
-	{"FANOUT_DEAD_LETTERS_TABLE", defaultDeadLettersTable, "DynamoDB table where records that cannot be processed are set aside."},
-	{"FANOUT_AGGREGATOR_LEASE_TABLE", defaultAggregatorLeaseTable, "KCL lease table (and application name) of the aggregator."},
-	{"FANOUT_PUBLISHER_LEASE_TABLE", defaultPublisherLeaseTable, "KCL lease table (and application name) of the publisher."},
-	{"FANOUT_CREATE_RESOURCES", "false", "true: create missing stream and tables at start and wait until active (local runs; production resources come from deploy/)."},
-	{"FANOUT_STREAM_SHARDS", strconv.Itoa(defaultStreamShards), "Shard count when fanout creates the stream."},
-	{"FANOUT_SHUTDOWN_TIMEOUT", defaultShutdownTimeout.String(), "How long SIGTERM may take: drain HTTP, finish batches, checkpoint, release leases."},
-	{"FANOUT_LOG_LEVEL", "info", "debug, info, warn or error."},
-	{"FANOUT_WORKER_ID", "host name + random suffix", "Name of this task in the KCL lease tables."},
+func Variables() []Variable {
+	return []Variable{
+		{"FANOUT_ADDR", defaultAddr, "HTTP listen address."},
+		{"FANOUT_STREAM", defaultStream, "Kinesis stream producers publish to."},
+		{"FANOUT_AGENTS_TABLE", defaultAgentsTable, "DynamoDB table of agents."},
+		{"FANOUT_SUBSCRIBERS_TABLE", defaultSubscribersTable, "DynamoDB table of subscriptions."},
+		{"FANOUT_SUBSCRIBER_EVENTS_TABLE", defaultSubscriberEventsTable, "DynamoDB table of per-subscriber events (stream NEW_IMAGE, TTL)."},
+		{"FANOUT_DEAD_LETTERS_TABLE", defaultDeadLettersTable, "DynamoDB table where records that cannot be processed are set aside."},
+		{"FANOUT_AGGREGATOR_LEASE_TABLE", defaultAggregatorLeaseTable, "KCL lease table (and application name) of the aggregator."},
+		{"FANOUT_PUBLISHER_LEASE_TABLE", defaultPublisherLeaseTable, "KCL lease table (and application name) of the publisher."},
+		{"FANOUT_CREATE_RESOURCES", "false", "true: create missing stream and tables at start and wait until active (local runs; production resources come from deploy/)."},
+		{"FANOUT_STREAM_SHARDS", strconv.Itoa(defaultStreamShards), "Shard count when fanout creates the stream."},
+		{"FANOUT_SHUTDOWN_TIMEOUT", defaultShutdownTimeout.String(), "How long SIGTERM may take: drain HTTP, finish batches, checkpoint, release leases."},
+		{"FANOUT_LOG_LEVEL", "info", "debug, info, warn or error."},
+		{"FANOUT_WORKER_ID", "host name + random suffix", "Name of this task in the KCL lease tables."},
+	}
 }
 
 // ConfigFromEnv reads Config through getenv (os.Getenv in production). The

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
@@ -282,6 +284,9 @@ func TestRestartMidStream(t *testing.T) {
 		publish(t, first, numbered(producer, n, 5)...)
 		n += 5
 	}
+	if n := queued(t, e, sub.QueueURL); n >= 150 {
+		t.Fatalf("all %d events were delivered before the stop: nothing was in flight to test", n)
+	}
 	first.stop(t) // mid-stream: the workers are still aggregating and publishing
 	second := e.start(t, "second")
 	for n < total {
@@ -298,11 +303,18 @@ func TestRestartMidStream(t *testing.T) {
 }
 
 // TestTwoServicesShareTheStream: two tasks on one deployment deliver
-// everything once and in order; stop one and the other takes its shards.
+// everything once and in order; when the task holding the shards stops, the
+// other takes them over and delivery goes on.
 func TestTwoServicesShareTheStream(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	a := e.start(t, "task-a")
+	// Let task-a lease every shard of both streams first, so that the
+	// handover below is certain to happen.
+	waitFor(t, deliveryTimeout, "task-a holding every shard", func() bool {
+		return ownedBy(leaseOwners(t, e, e.cfg.AggregatorLeaseTable), "task-a", e.cfg.StreamShards) &&
+			ownedBy(leaseOwners(t, e, e.cfg.PublisherLeaseTable), "task-a", 1)
+	})
 	b := e.start(t, "task-b")
 	producers := []store.Agent{register(t, a, "p0"), register(t, b, "p1"), register(t, a, "p2"), register(t, b, "p3")}
 	sub := register(t, a, "s")
@@ -318,6 +330,10 @@ func TestTwoServicesShareTheStream(t *testing.T) {
 	msgs := receive(t, e, sub.QueueURL, deliveryTimeout, count(per*len(producers)))
 
 	a.stop(t)
+	waitFor(t, deliveryTimeout, "task-b taking over every shard", func() bool {
+		return ownedBy(leaseOwners(t, e, e.cfg.AggregatorLeaseTable), "task-b", e.cfg.StreamShards) &&
+			ownedBy(leaseOwners(t, e, e.cfg.PublisherLeaseTable), "task-b", 1)
+	})
 	for i := per; i < 2*per; i += 10 {
 		for _, p := range producers {
 			publish(t, b, numbered(p, i, 10)...)
@@ -329,6 +345,44 @@ func TestTwoServicesShareTheStream(t *testing.T) {
 		want[p.ID] = 2 * per
 	}
 	checkExactlyOnceInOrder(t, sub.ID, msgs, want)
+}
+
+// leaseOwners reads a KCL lease table: shard id -> owner. The attribute
+// names are vmware-go-kcl-v2's.
+func leaseOwners(t *testing.T, e *env, table string) map[string]string {
+	t.Helper()
+	out, err := dynamodb.NewFromConfig(e.awsCfg).Scan(context.Background(), &dynamodb.ScanInput{TableName: aws.String(table)})
+	if err != nil {
+		t.Fatalf("scan lease table %s: %v", table, err)
+	}
+	owners := map[string]string{}
+	for _, it := range out.Items {
+		var shard, owner string
+		if v, ok := it["ShardID"].(*ddbtypes.AttributeValueMemberS); ok {
+			shard = v.Value
+		}
+		if v, ok := it["AssignedTo"].(*ddbtypes.AttributeValueMemberS); ok {
+			owner = v.Value
+		}
+		owners[shard] = owner
+	}
+	return owners
+}
+
+// ownedBy reports whether owner holds at least shards leases and nobody
+// else holds any.
+func ownedBy(owners map[string]string, owner string, shards int) bool {
+	n := 0
+	for _, o := range owners {
+		switch o {
+		case owner:
+			n++
+		case "":
+		default:
+			return false
+		}
+	}
+	return n >= shards
 }
 
 // TestMissingQueueDelaysOnlyItsSubscriber: when one subscriber's queue is
@@ -365,5 +419,41 @@ func TestMissingQueueDelaysOnlyItsSubscriber(t *testing.T) {
 	}
 	if len(letters) != n {
 		t.Errorf("got %d dead letters, want %d", len(letters), n)
+	}
+}
+
+// TestUnsubscribeDuringBacklog: events that reached the stream while a
+// subscription was live are delivered even when the subscriber
+// unsubscribed before the pipeline got to them (here: while no task ran).
+func TestUnsubscribeDuringBacklog(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	first := e.start(t, "before")
+	producer, sub := register(t, first, "p"), register(t, first, "s")
+	subscribe(t, first, sub, producer)
+	first.stop(t)
+
+	kc := kinesis.NewFromConfig(e.awsCfg)
+	for i := range 3 {
+		if _, err := kc.PutRecord(context.Background(), &kinesis.PutRecordInput{
+			StreamName: aws.String(e.cfg.Stream), PartitionKey: aws.String(producer.ID),
+			Data: fmt.Appendf(nil, `{"agentId":%q,"eventType":"backlog","data":{"n":%d}}`, producer.ID, i),
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// What DELETE /agents/{listener}/subscriptions/{producer} does; no task
+	// is running to serve it.
+	if err := e.store.Unsubscribe(context.Background(), producer.ID, sub.ID); err != nil {
+		t.Fatal(err)
+	}
+
+	second := e.start(t, "after")
+	msgs := receive(t, e, sub.QueueURL, deliveryTimeout, count(3))
+	checkExactlyOnceInOrder(t, sub.ID, msgs, map[string]int{producer.ID: 3})
+	var list struct{ Subscriptions []any }
+	json.Unmarshal(mustCall(t, 200, "GET", second.url+"/agents/"+sub.ID+"/subscriptions", nil), &list)
+	if len(list.Subscriptions) != 0 {
+		t.Errorf("subscriptions after the unsubscribe: %v, want none", list.Subscriptions)
 	}
 }

@@ -16,14 +16,20 @@ import (
 
 // template is the part of a CloudFormation template the tests read.
 type template struct {
-	Parameters map[string]struct {
-		Default any `yaml:"Default"`
-	} `yaml:"Parameters"`
-	Conditions map[string]any      `yaml:"Conditions"`
-	Resources  map[string]resource `yaml:"Resources"`
+	Parameters map[string]parameter `yaml:"Parameters"`
+	Conditions map[string]any       `yaml:"Conditions"`
+	Resources  map[string]resource  `yaml:"Resources"`
 	Outputs    map[string]struct {
 		Value any `yaml:"Value"`
 	} `yaml:"Outputs"`
+}
+
+// parameter is a template parameter. Default is nil when there is none.
+type parameter struct {
+	Type           string   `yaml:"Type"`
+	Default        any      `yaml:"Default"`
+	AllowedValues  []string `yaml:"AllowedValues"`
+	AllowedPattern string   `yaml:"AllowedPattern"`
 }
 
 // resource keeps Properties as a node: each test decodes the properties of

@@ -105,7 +105,7 @@ func TestCompose(t *testing.T) {
 		if f.Build == nil {
 			t.Errorf("%s is not built from the Dockerfile", tt.fanout)
 		}
-		if want := tt.hostPort + ":8080"; !slices.Contains(f.Ports, want) {
+		if want := "127.0.0.1:" + tt.hostPort + ":8080"; !slices.Contains(f.Ports, want) {
 			t.Errorf("%s ports %v, want %s", tt.fanout, f.Ports, want)
 		}
 		for name := range f.Environment {
@@ -140,8 +140,17 @@ func TestCompose(t *testing.T) {
 	if want := "ghcr.io/sivchari/kumo:" + kumoVersion(t); kumo.Image != want {
 		t.Errorf("kumo image %q, want %q (go.mod's kumo, which the tests run in-process)", kumo.Image, want)
 	}
-	if !slices.Contains(kumo.Ports, "4566:4566") {
-		t.Errorf("kumo ports %v, want 4566:4566", kumo.Ports)
+	if !slices.Contains(kumo.Ports, "127.0.0.1:4566:4566") {
+		t.Errorf("kumo ports %v, want 127.0.0.1:4566:4566", kumo.Ports)
+	}
+	// fanout's API has no authentication and the emulators take any
+	// credentials: nothing is published beyond the host.
+	for _, name := range names {
+		for _, p := range cf.Services[name].Ports {
+			if !strings.HasPrefix(p, "127.0.0.1:") {
+				t.Errorf("%s publishes %q on every interface, want 127.0.0.1:%s", name, p, p)
+			}
+		}
 	}
 	ls := cf.Services["localstack"]
 	if !regexp.MustCompile(`^\$\{LOCALSTACK_AUTH_TOKEN(:?-[^}]*)?\}$`).MatchString(ls.Environment["LOCALSTACK_AUTH_TOKEN"]) {

@@ -112,6 +112,22 @@ type (
 			TargetGroupArn any    `yaml:"TargetGroupArn"`
 		} `yaml:"LoadBalancers"`
 	}
+	loadBalancerProps struct {
+		Scheme         any   `yaml:"Scheme"`
+		Subnets        any   `yaml:"Subnets"`
+		SecurityGroups []any `yaml:"SecurityGroups"`
+	}
+	securityGroupProps struct {
+		SecurityGroupIngress []struct {
+			IpProtocol            string `yaml:"IpProtocol"`
+			FromPort              int    `yaml:"FromPort"`
+			ToPort                int    `yaml:"ToPort"`
+			CidrIp                any    `yaml:"CidrIp"`
+			CidrIpv6              any    `yaml:"CidrIpv6"`
+			SourcePrefixListId    any    `yaml:"SourcePrefixListId"`
+			SourceSecurityGroupId any    `yaml:"SourceSecurityGroupId"`
+		} `yaml:"SecurityGroupIngress"`
+	}
 	metricFilterProps struct {
 		FilterPattern         string `yaml:"FilterPattern"`
 		MetricTransformations []struct {
@@ -180,7 +196,7 @@ func requiredInProduction(v app.Variable) bool {
 
 func variableNames() map[string]bool {
 	names := map[string]bool{}
-	for _, v := range app.Variables {
+	for _, v := range app.Variables() {
 		names[v.Name] = true
 	}
 	return names
@@ -195,8 +211,10 @@ var wantTables = map[string]struct {
 	stream  string // StreamViewType, "" when none
 	ttl     string // TTL attribute, "" when none
 }{
+	// TTL removes Subscribers' unsubscribe tombstones and old
+	// SubscriberEvents items.
 	"FANOUT_AGENTS_TABLE":            {key: "agentId", indexes: []string{"resourceArn-index=resourceArn"}},
-	"FANOUT_SUBSCRIBERS_TABLE":       {key: "producerId/subscriberId", indexes: []string{"subscriberId-index=subscriberId/producerId"}},
+	"FANOUT_SUBSCRIBERS_TABLE":       {key: "producerId/subscriberId", indexes: []string{"subscriberId-index=subscriberId/producerId"}, ttl: "expiresAt"},
 	"FANOUT_SUBSCRIBER_EVENTS_TABLE": {key: "subscriberId/timestamp", stream: "NEW_IMAGE", ttl: "expiresAt"},
 	"FANOUT_DEAD_LETTERS_TABLE":      {key: "id"},
 	"FANOUT_AGGREGATOR_LEASE_TABLE":  {key: "ShardID"},
@@ -240,7 +258,7 @@ func TestTaskEnvironment(t *testing.T) {
 	}
 
 	referenced := map[string]string{} // resource id -> variable
-	for _, v := range app.Variables {
+	for _, v := range app.Variables() {
 		if !requiredInProduction(v) {
 			continue
 		}
@@ -298,7 +316,7 @@ func TestTaskEnvironment(t *testing.T) {
 
 func defaultOf(t *testing.T, name string) string {
 	t.Helper()
-	for _, v := range app.Variables {
+	for _, v := range app.Variables() {
 		if v.Name == name {
 			return v.Default
 		}
@@ -663,6 +681,147 @@ func TestService(t *testing.T) {
 	}
 	if len(s.LoadBalancers) != 1 || s.LoadBalancers[0].ContainerPort != 8080 {
 		t.Errorf("service load balancers %+v, want the container's port 8080", s.LoadBalancers)
+	}
+}
+
+// TestLoadBalancerAccess: fanout's API has no authentication, so the load
+// balancer is internal unless the operator chooses otherwise, every security
+// group admits addresses only from AllowedCidr (on the load balancer's
+// ports), and AllowedCidr cannot be /0.
+func TestLoadBalancerAccess(t *testing.T) {
+	t.Parallel()
+	tmpl := loadTemplate(t, templatePath)
+	_, res := only(t, tmpl, "AWS::ElasticLoadBalancingV2::LoadBalancer")
+	var lb loadBalancerProps
+	decode(t, res, &lb)
+
+	name, ok := ref(lb.Scheme)
+	scheme := tmpl.Parameters[name]
+	if !ok || scheme.Default != "internal" || !slices.Equal(slices.Sorted(slices.Values(scheme.AllowedValues)), []string{"internal", "internet-facing"}) {
+		t.Errorf("load balancer Scheme = %v, want !Ref of a parameter allowing internal and internet-facing, default internal (got %+v)", lb.Scheme, scheme)
+	}
+	if name, ok := ref(lb.Subnets); !ok || name != "LoadBalancerSubnetIds" || tmpl.Parameters[name].Type != "List<AWS::EC2::Subnet::Id>" {
+		t.Errorf("load balancer Subnets = %v, want !Ref LoadBalancerSubnetIds, a List<AWS::EC2::Subnet::Id>", lb.Subnets)
+	}
+
+	lbGroups := map[string]bool{}
+	for _, g := range lb.SecurityGroups {
+		id, ok := ref(g)
+		if !ok || tmpl.Resources[id].Type != "AWS::EC2::SecurityGroup" {
+			t.Errorf("load balancer security group %v, want !Ref of a security group in the stack", g)
+		}
+		lbGroups[id] = true
+	}
+	fromCidr := 0
+	for id, res := range tmpl.Resources {
+		switch res.Type {
+		case "AWS::EC2::SecurityGroup":
+		case "AWS::EC2::SecurityGroupIngress":
+			t.Errorf("%s: keep ingress rules inside their security group, where this test reads them", id)
+			continue
+		default:
+			continue
+		}
+		var sg securityGroupProps
+		decode(t, res, &sg)
+		for i, r := range sg.SecurityGroupIngress {
+			switch {
+			case r.CidrIpv6 != nil || r.SourcePrefixListId != nil:
+				t.Errorf("%s ingress #%d admits %v%v: want IPv4 from AllowedCidr only", id, i, r.CidrIpv6, r.SourcePrefixListId)
+			case r.CidrIp != nil:
+				fromCidr++
+				if p, ok := ref(r.CidrIp); !ok || p != "AllowedCidr" {
+					t.Errorf("%s ingress #%d from %v, want !Ref AllowedCidr", id, i, r.CidrIp)
+				}
+				if !lbGroups[id] {
+					t.Errorf("%s ingress #%d admits addresses: only the load balancer's group may", id, i)
+				}
+				if r.IpProtocol != "tcp" || r.FromPort != r.ToPort || (r.FromPort != 80 && r.FromPort != 443) {
+					t.Errorf("%s ingress #%d: %s %d-%d, want tcp 80 or 443", id, i, r.IpProtocol, r.FromPort, r.ToPort)
+				}
+			case r.SourceSecurityGroupId != nil:
+				if src, ok := ref(r.SourceSecurityGroupId); !ok || tmpl.Resources[src].Type != "AWS::EC2::SecurityGroup" {
+					t.Errorf("%s ingress #%d from %v, want !Ref of a security group in the stack", id, i, r.SourceSecurityGroupId)
+				}
+			default:
+				t.Errorf("%s ingress #%d names no source", id, i)
+			}
+		}
+	}
+	if fromCidr == 0 {
+		t.Error("no security group admits AllowedCidr: nothing could reach the API")
+	}
+
+	cidr := tmpl.Parameters["AllowedCidr"]
+	if cidr.AllowedPattern == "" {
+		t.Fatal("AllowedCidr has no AllowedPattern: 0.0.0.0/0 would be accepted")
+	}
+	pattern, err := regexp.Compile(cidr.AllowedPattern)
+	if err != nil {
+		t.Fatalf("AllowedCidr AllowedPattern: %v", err)
+	}
+	tests := []struct {
+		cidr string
+		want bool
+	}{
+		{cidr: fmt.Sprint(cidr.Default), want: true},
+		{cidr: "10.0.0.0/8", want: true},
+		{cidr: "172.31.0.0/16", want: true},
+		{cidr: "192.168.1.7/32", want: true},
+		{cidr: "0.0.0.0/0", want: false},
+		{cidr: "10.0.0.0/0", want: false},
+		{cidr: "10.0.0.0/33", want: false},
+		{cidr: "10.0.0.0", want: false},
+		{cidr: "::/0", want: false},
+		{cidr: " 10.0.0.0/8", want: false},
+	}
+	for _, tt := range tests {
+		if got := pattern.MatchString(tt.cidr); got != tt.want {
+			t.Errorf("AllowedCidr pattern matches %q: %v, want %v", tt.cidr, got, tt.want)
+		}
+	}
+	if cidr.Default != "10.0.0.0/8" {
+		t.Errorf("AllowedCidr default %v, want 10.0.0.0/8 (README.md explains it)", cidr.Default)
+	}
+}
+
+// TestReadmeParameters: README.md's parameters table lists exactly the
+// template's parameters, each with its default.
+func TestReadmeParameters(t *testing.T) {
+	t.Parallel()
+	tmpl := loadTemplate(t, templatePath)
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, table, ok := strings.Cut(string(readme), "\n### Parameters\n")
+	if !ok {
+		t.Fatal("README.md has no ### Parameters section")
+	}
+	table, _, _ = strings.Cut(table, "\n#") // up to the next heading
+	row := regexp.MustCompile("(?m)^\\| `(\\w+)` \\| ([^|]+?) \\|")
+	documented := map[string]string{}
+	for _, m := range row.FindAllStringSubmatch(table, -1) {
+		documented[m[1]] = m[2]
+	}
+	for name, p := range tmpl.Parameters {
+		want := "(required)"
+		switch {
+		case p.Default == "":
+			want = "empty"
+		case p.Default != nil:
+			want = fmt.Sprint(p.Default)
+		}
+		got, ok := documented[name]
+		if !ok {
+			t.Errorf("README.md does not document parameter %s", name)
+		} else if got != want {
+			t.Errorf("README.md gives parameter %s the default %s, want %s", name, got, want)
+		}
+		delete(documented, name)
+	}
+	for name := range documented {
+		t.Errorf("README.md documents parameter %s, which the template does not have", name)
 	}
 }
 

@@ -28,10 +28,10 @@ const (
 	PropagationBound = 2 * time.Second
 )
 
-// arrivalSlack is how much earlier than a subscription an event may reach
-// the stream and still be delivered to it: Kinesis' arrival time and the
-// task's clock are different clocks (and the emulator truncates arrival
-// times to whole seconds).
+// arrivalSlack is how much earlier than a subscription (or later than an
+// unsubscription) an event may reach the stream and still be delivered to
+// it: Kinesis' arrival time and the task's clock are different clocks (and
+// the emulator truncates arrival times to whole seconds).
 const arrivalSlack = 1 * time.Second
 
 // Sizes of the aggregator's caches and its fan-out.
@@ -113,10 +113,14 @@ func (a *Aggregator) handle(ctx context.Context, shardID string, records []types
 	}
 	return forEachLimit(ctx, order, writeConcurrency, func(ctx context.Context, sub string) error {
 		for _, e := range perSubscriber[sub] {
-			if err := retry(ctx, func() error {
+			err := retry(ctx, func() error {
 				_, err := a.events.PutEvent(ctx, e)
 				return err
-			}, a.log, "write subscriber event", zap.String("subscriber_id", sub), zap.String("event_id", e.EventID)); err != nil {
+			}, a.log, "write subscriber event", zap.String("subscriber_id", sub), zap.String("event_id", e.EventID))
+			if errors.Is(err, store.ErrRejected) {
+				err = a.dead.putLetter(ctx, rejectedEvent(e, err))
+			}
+			if err != nil {
 				return err
 			}
 		}
@@ -158,9 +162,7 @@ func (a *Aggregator) fanOut(ctx context.Context, shardID string, r types.Record)
 	}
 	var out []store.Event
 	for _, s := range subs {
-		// A subscription applies to events that reached the stream after
-		// it was made, whatever the backlog when they are aggregated.
-		if !arrival.IsZero() && s.CreatedAt.After(arrival.Add(arrivalSlack)) {
+		if !subscribedAt(s, arrival) {
 			continue
 		}
 		for _, e := range events {
@@ -177,6 +179,20 @@ func (a *Aggregator) fanOut(ctx context.Context, shardID string, r types.Record)
 		}
 	}
 	return out, nil
+}
+
+// subscribedAt reports whether sub covers an event that reached the stream
+// at arrival: a subscription applies to the events that arrived while it was
+// live, whatever the backlog when they are aggregated. Without an arrival
+// time only live subscriptions count.
+func subscribedAt(sub store.Subscription, arrival time.Time) bool {
+	if arrival.IsZero() {
+		return sub.DeletedAt.IsZero()
+	}
+	if sub.CreatedAt.After(arrival.Add(arrivalSlack)) {
+		return false
+	}
+	return sub.DeletedAt.IsZero() || arrival.Before(sub.DeletedAt.Add(arrivalSlack))
 }
 
 // parseRecord decodes a record's events: one event object (what producers
@@ -215,25 +231,14 @@ func parseRecord(shardID string, r types.Record) ([]Event, error) {
 	key := aws.ToString(r.PartitionKey)
 	for i := range events {
 		e := &events[i]
-		if e.AgentID == "" {
-			return nil, fmt.Errorf("event %d: agentId is required", i)
+		if err := e.Normalize(aws.ToTime(r.ApproximateArrivalTimestamp)); err != nil {
+			return nil, fmt.Errorf("event %d: %v", i, err)
 		}
 		if e.AgentID != events[0].AgentID {
 			return nil, fmt.Errorf("event %d: agentId %q differs from the record's first event %q: one producer per record", i, e.AgentID, events[0].AgentID)
 		}
 		if key != "" && e.AgentID != key {
 			return nil, fmt.Errorf("partition key %q is not the event's agentId %q: put records with PartitionKey = agentId, or order is lost", key, e.AgentID)
-		}
-		if e.EventType == "" {
-			return nil, fmt.Errorf("event %d: eventType is required", i)
-		}
-		ts, err := NormalizeTimestamp(e.Timestamp, aws.ToTime(r.ApproximateArrivalTimestamp))
-		if err != nil {
-			return nil, fmt.Errorf("event %d: %v", i, err)
-		}
-		e.Timestamp = ts
-		if len(e.Data) == 0 {
-			e.Data = json.RawMessage("null")
 		}
 		if e.EventID == "" {
 			e.EventID = shardID + ":" + aws.ToString(r.SequenceNumber)
@@ -245,24 +250,18 @@ func parseRecord(shardID string, r types.Record) ([]Event, error) {
 	return events, nil
 }
 
-// TimestampLayout is how fanout writes event timestamps: RFC 3339 in UTC
-// with exactly milliseconds, so they sort as strings.
-const TimestampLayout = "2006-01-02T15:04:05.000Z"
-
-// NormalizeTimestamp parses an RFC 3339 timestamp and rewrites it in
-// TimestampLayout; an empty one becomes now (the zero time means time.Now).
-func NormalizeTimestamp(ts string, now time.Time) (string, error) {
-	if ts == "" {
-		if now.IsZero() {
-			now = time.Now()
-		}
-		return now.UTC().Format(TimestampLayout), nil
+// rejectedEvent is the dead letter of an item SubscriberEvents refused.
+func rejectedEvent(e store.Event, err error) store.DeadLetter {
+	data, _ := json.Marshal(Event{EventID: e.EventID, AgentID: e.ProducerID, Timestamp: e.Timestamp, EventType: e.EventType, Data: e.Data})
+	return store.DeadLetter{
+		ID:      "aggregator/" + e.SubscriberID + "/" + e.ProducerID + "/" + e.EventID,
+		Stage:   "aggregator",
+		Reason:  "SubscriberEvents refused the item for subscriber " + e.SubscriberID + ": " + err.Error(),
+		ShardID: e.ShardID,
+		Seq:     e.Seq,
+		Data:    data,
+		At:      time.Now().UTC(),
 	}
-	t, err := time.Parse(time.RFC3339Nano, ts)
-	if err != nil {
-		return "", fmt.Errorf("timestamp %q must be RFC 3339, e.g. 2025-07-01T12:00:00.000Z", ts)
-	}
-	return t.UTC().Format(TimestampLayout), nil
 }
 
 // deadLetters sets records aside, once each, where operators list them.
@@ -289,10 +288,17 @@ func (d *deadLetters) put(ctx context.Context, shardID, seq string, data []byte,
 
 func (d *deadLetters) putLetter(ctx context.Context, dl store.DeadLetter) error {
 	var created bool
-	if err := retry(ctx, func() (err error) {
+	err := retry(ctx, func() (err error) {
 		created, err = d.store.PutDeadLetter(ctx, dl)
 		return err
-	}, d.log, "write dead letter", zap.String("dead_letter_id", dl.ID)); err != nil {
+	}, d.log, "write dead letter", zap.String("dead_letter_id", dl.ID))
+	if errors.Is(err, store.ErrRejected) {
+		// Nowhere left to put it: the log line is all that remains.
+		d.log.Error("dead letter refused; record skipped", zap.String("stage", dl.Stage), zap.String("dead_letter_id", dl.ID),
+			zap.String("shard_id", dl.ShardID), zap.String("seq", dl.Seq), zap.String("reason", dl.Reason), zap.Error(err))
+		return nil
+	}
+	if err != nil {
 		return err
 	}
 	if created {
@@ -304,12 +310,17 @@ func (d *deadLetters) putLetter(ctx context.Context, dl store.DeadLetter) error 
 }
 
 // retry calls f until it succeeds or ctx is done, backing off between
-// attempts and logging each failure once at warn.
+// attempts and logging each failure once at warn. An error wrapping
+// store.ErrRejected (AWS refused the request as invalid) is returned at
+// once: the caller sets the record aside.
 func retry(ctx context.Context, f func() error, log *zap.Logger, what string, fields ...zap.Field) error {
 	for attempt := 0; ; attempt++ {
 		err := f()
 		if err == nil {
 			return nil
+		}
+		if errors.Is(err, store.ErrRejected) { // retrying cannot help
+			return err
 		}
 		if ctx.Err() != nil {
 			return fmt.Errorf("%s: %w", what, ctx.Err())

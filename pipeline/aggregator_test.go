@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"reflect"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -716,8 +717,14 @@ func TestParseRecord(t *testing.T) {
 		{name: "missing eventType", key: "P", data: `[{"agentId":"P","eventType":"t"},{"agentId":"P"}]`, wantErr: "event 1: eventType is required"},
 		{name: "partition key is not agentId", key: "Q", data: `{"agentId":"P","eventType":"t"}`, wantErr: `partition key "Q" is not the event's agentId "P"`},
 		{name: "mixed producers", key: "P", data: `[{"agentId":"P","eventType":"t"},{"agentId":"Q","eventType":"t"}]`, wantErr: `event 1: agentId "Q" differs`},
-		{name: "bad timestamp", key: "P", data: `{"agentId":"P","eventType":"t","timestamp":"yesterday"}`, wantErr: `timestamp "yesterday" must be RFC 3339`},
+		{name: "bad timestamp", key: "P", data: `{"agentId":"P","eventType":"t","timestamp":"yesterday"}`, wantErr: `timestamp must be RFC 3339, e.g. 2025-07-01T12:00:00.000Z (got "yesterday")`},
 		{name: "unknown field", key: "P", data: `{"agentId":"P","eventType":"t","extra":1}`, wantErr: "unknown field"},
+		// The limits every event follows, posted or put straight in.
+		{name: "eventId with a space", key: "P", data: `{"eventId":"a b","agentId":"P","eventType":"t"}`, wantErr: "eventId must be 1 to 128 characters"},
+		{name: "eventId too long", key: "P", data: `{"eventId":"` + strings.Repeat("x", MaxEventIDLen+1) + `","agentId":"P","eventType":"t"}`, wantErr: "eventId must be 1 to 128 characters"},
+		{name: "eventType too long", key: "P", data: `{"agentId":"P","eventType":"` + strings.Repeat("x", MaxEventTypeLen+1) + `"}`, wantErr: "eventType must be at most 256 characters"},
+		{name: "event too large", key: "P", data: `{"agentId":"P","eventType":"t","data":"` + strings.Repeat("x", MaxEventBytes) + `"}`, wantErr: "event too large"},
+		{name: "timestamp out of range", key: "P", data: `{"agentId":"P","eventType":"t","timestamp":"9999-12-31T23:59:59-01:00"}`, wantErr: "years 0000 to 9999"},
 		{name: "wrong type", key: "P", data: `{"agentId":7,"eventType":"t"}`, wantErr: "record is not an event"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -774,5 +781,65 @@ func TestNormalizeTimestamp(t *testing.T) {
 	ts, perr := time.Parse(TimestampLayout, got)
 	if err != nil || perr != nil || ts.Before(before) || ts.After(after) {
 		t.Errorf("NormalizeTimestamp(\"\", zero) = %q, %v; want the current time (between %v and %v) in TimestampLayout", got, err, before, after)
+	}
+}
+
+// TestSubscribedAt: a subscription covers the events that reached the
+// stream while it was live (with arrivalSlack on both ends), however late
+// they are aggregated.
+func TestSubscribedAt(t *testing.T) {
+	t0 := time.Date(2025, 7, 1, 12, 0, 0, 0, time.UTC)
+	live := store.Subscription{CreatedAt: t0}
+	ended := store.Subscription{CreatedAt: t0, DeletedAt: t0.Add(time.Minute)}
+	for _, tc := range []struct {
+		name    string
+		sub     store.Subscription
+		arrival time.Time
+		want    bool
+	}{
+		{"live, event after it", live, t0.Add(time.Second), true},
+		{"live, event within the slack before it", live, t0.Add(-arrivalSlack / 2), true},
+		{"live, event well before it", live, t0.Add(-2 * arrivalSlack), false},
+		{"ended, event while it was live", ended, t0.Add(30 * time.Second), true},
+		{"ended, event within the slack after the end", ended, t0.Add(time.Minute + arrivalSlack/2), true},
+		{"ended, event after it", ended, t0.Add(time.Minute + 2*arrivalSlack), false},
+		{"unknown arrival, live", live, time.Time{}, true},
+		{"unknown arrival, ended", ended, time.Time{}, false},
+	} {
+		if got := subscribedAt(tc.sub, tc.arrival); got != tc.want {
+			t.Errorf("%s: subscribedAt = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+// TestAggregatorSetsAsideRejectedItem: an item SubscriberEvents refuses
+// as invalid (store.ErrRejected) is dead-lettered at once, and the
+// subscriber's later events and the other subscribers' are still written.
+func TestAggregatorSetsAsideRejectedItem(t *testing.T) {
+	t.Parallel()
+	f := defaultAggregatorFakes()
+	f.events.fail = func(e store.Event, _ int) error {
+		if e.SubscriberID == "s1" && e.EventID == "e1" {
+			return fmt.Errorf("put: %w: ValidationException", store.ErrRejected)
+		}
+		return nil
+	}
+	a := newTestAggregator(t, f, nil)
+	now := time.Now()
+	recs := []types.Record{streamRecord("P", "1", now, eventJSON("P", "e1")), streamRecord("P", "2", now, eventJSON("P", "e2"))}
+	if err := a.handle(boundedCtx(t), "shardId-1", recs); err != nil {
+		t.Fatalf("handle: %v", err)
+	}
+	got := f.events.writtenIDs()
+	if !slices.Equal(got["s1"], []string{"e2"}) || !slices.Equal(got["s2"], []string{"e1", "e2"}) {
+		t.Errorf("written = %v, want s1: [e2], s2: [e1 e2]", got)
+	}
+	letters := f.dead.all()
+	if len(letters) != 1 || letters[0].ID != "aggregator/s1/P/e1" || letters[0].Seq != "1" || !strings.Contains(letters[0].Reason, "refused") {
+		t.Fatalf("dead letters = %+v, want one for s1's e1 at seq 1", letters)
+	}
+	var ev Event
+	if err := json.Unmarshal(letters[0].Data, &ev); err != nil || ev.EventID != "e1" || ev.AgentID != "P" {
+		t.Errorf("dead letter data %s: want the event", letters[0].Data)
 	}
 }

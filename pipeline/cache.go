@@ -50,8 +50,11 @@ func (c *ttlCache[V]) get(ctx context.Context, key string) (V, error) {
 		e = &cacheEntry[V]{ready: make(chan struct{})}
 		c.entries[key] = e
 		c.mu.Unlock()
+		// The value is as old as the moment the lookup started: ttl bounds
+		// its staleness even when the lookup is slow.
+		started := c.now()
 		e.val, e.err = c.lookup(ctx, key)
-		e.expires = c.now().Add(c.ttl)
+		e.expires = started.Add(c.ttl)
 		close(e.ready)
 		return e.val, e.err
 	}

@@ -3,11 +3,33 @@ package pipeline
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
+	"time"
+	"unicode/utf8"
 )
 
 // ErrUnavailable means Kinesis did not take the events after retries; the
 // caller should answer 503 and the producer may retry.
 var ErrUnavailable = errors.New("event stream unavailable")
+
+// ErrEventTooLarge means an event is larger than MaxEventBytes.
+var ErrEventTooLarge = errors.New("event too large")
+
+// Limits of one event, the same whether it is posted to the API or put
+// straight into Kinesis.
+const (
+	// MaxEventBytes bounds an event's JSON encoding: it must fit, with the
+	// delivery fields, in one SQS message (256 KiB) and, with its keys, in
+	// one DynamoDB item (400 KB).
+	MaxEventBytes = 250 << 10
+	// MaxAgentIDLen is the Kinesis partition key limit (agentId is it).
+	MaxAgentIDLen = 256
+	// MaxEventTypeLen bounds eventType (characters), keeping it a label.
+	MaxEventTypeLen = 256
+	// MaxEventIDLen bounds an eventId: it is part of the SubscriberEvents
+	// sort key (1 KiB at most) and of dead-letter ids.
+	MaxEventIDLen = 128
+)
 
 // Event is a producer event as carried in a Kinesis record's data. Records
 // put straight into Kinesis by producers have the same JSON, usually without
@@ -25,4 +47,79 @@ type Receipt struct {
 	EventID        string `json:"eventId"`
 	ShardID        string `json:"shardId"`
 	SequenceNumber string `json:"sequenceNumber"`
+}
+
+// Normalize checks e against the limits above and rewrites its timestamp
+// in TimestampLayout (an empty one becomes now). An empty EventID is
+// allowed (the caller assigns one); a missing Data becomes null. The error
+// says what to fix; it wraps ErrEventTooLarge when e is too large.
+func (e *Event) Normalize(now time.Time) error {
+	switch {
+	case e.AgentID == "":
+		return errors.New("agentId is required: the producer's agent id")
+	case len(e.AgentID) > MaxAgentIDLen:
+		return fmt.Errorf("agentId is longer than %d bytes, the Kinesis partition key limit", MaxAgentIDLen)
+	case e.EventType == "":
+		return errors.New("eventType is required")
+	case utf8.RuneCountInString(e.EventType) > MaxEventTypeLen:
+		return fmt.Errorf("eventType must be at most %d characters", MaxEventTypeLen)
+	case e.EventID != "" && !validEventID(e.EventID):
+		return fmt.Errorf("eventId must be 1 to %d characters of A-Z a-z 0-9 . _ : -", MaxEventIDLen)
+	}
+	ts, err := NormalizeTimestamp(e.Timestamp, now)
+	if err != nil {
+		return err
+	}
+	e.Timestamp = ts
+	if len(e.Data) == 0 {
+		e.Data = json.RawMessage("null")
+	}
+	enc, err := json.Marshal(e)
+	if err != nil {
+		return fmt.Errorf("data cannot be encoded: %v", err)
+	}
+	if len(enc) > MaxEventBytes {
+		return fmt.Errorf("%w: %d bytes encoded, at most %d: make data smaller", ErrEventTooLarge, len(enc), MaxEventBytes)
+	}
+	return nil
+}
+
+// TimestampLayout is how fanout writes event timestamps: RFC 3339 in UTC
+// with exactly milliseconds, so they sort as strings.
+const TimestampLayout = "2006-01-02T15:04:05.000Z"
+
+// NormalizeTimestamp parses an RFC 3339 timestamp (any offset, any
+// precision) and rewrites it in TimestampLayout, truncating finer
+// precision; an empty one becomes now (the zero time means time.Now).
+func NormalizeTimestamp(ts string, now time.Time) (string, error) {
+	if ts == "" {
+		if now.IsZero() {
+			now = time.Now()
+		}
+		return now.UTC().Format(TimestampLayout), nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, ts)
+	if err != nil {
+		return "", fmt.Errorf("timestamp must be RFC 3339, e.g. 2025-07-01T12:00:00.000Z (got %q)", ts)
+	}
+	if y := t.UTC().Year(); y < 0 || y > 9999 {
+		return "", fmt.Errorf("timestamp must fall in the years 0000 to 9999 once in UTC (got %q)", ts)
+	}
+	return t.UTC().Format(TimestampLayout), nil
+}
+
+// validEventID reports whether s may be an eventId.
+func validEventID(s string) bool {
+	if len(s) == 0 || len(s) > MaxEventIDLen {
+		return false
+	}
+	for _, c := range []byte(s) {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case c == '.', c == '_', c == ':', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
 }

@@ -44,15 +44,14 @@ type Ingest struct {
 	kc       recordsPutter
 	stream   string
 	retryFor time.Duration
+	// recordLimit bounds a packed record: maxRecordBytes (tests lower it).
+	recordLimit int
 }
 
 // NewIngest returns an Ingest writing to stream through kc.
 func NewIngest(kc recordsPutter, stream string) *Ingest {
-	return &Ingest{kc: kc, stream: stream, retryFor: ingestRetryFor}
+	return &Ingest{kc: kc, stream: stream, retryFor: ingestRetryFor, recordLimit: maxRecordBytes}
 }
-
-// ErrEventTooLarge means one event does not fit in a Kinesis record.
-var ErrEventTooLarge = errors.New("event larger than a Kinesis record")
 
 // pendingRecord is one record to put: a producer's chunk of events.
 type pendingRecord struct {
@@ -67,7 +66,7 @@ type pendingRecord struct {
 // with the same eventIds is deduplicated downstream). Every event must have
 // its EventID and Timestamp set.
 func (in *Ingest) Publish(ctx context.Context, events []Event) ([]Receipt, error) {
-	queues, err := packRecords(events)
+	queues, err := packRecords(events, in.recordLimit)
 	if err != nil {
 		return nil, err
 	}
@@ -157,10 +156,10 @@ func (in *Ingest) putRound(ctx context.Context, recs []*pendingRecord, receipts 
 }
 
 // packRecords groups events by producer, keeping their order, into records
-// of at most maxRecordBytes: a lone event is written as an object (exactly
+// of at most limit bytes: a lone event is written as an object (exactly
 // what a producer putting straight into Kinesis writes), several as an array.
 // It returns one queue of records per producer, producers in first-seen order.
-func packRecords(events []Event) ([][]*pendingRecord, error) {
+func packRecords(events []Event, limit int) ([][]*pendingRecord, error) {
 	var queues [][]*pendingRecord
 	byProducer := map[string]int{}
 	type encoded struct {
@@ -218,10 +217,10 @@ func packRecords(events []Event) ([][]*pendingRecord, error) {
 			if err != nil {
 				return nil, fmt.Errorf("event %d: %w", i, err)
 			}
-			if len(data)+2 > maxRecordBytes {
+			if len(data)+2 > limit {
 				return nil, fmt.Errorf("event %d (%d bytes): %w", i, len(data), ErrEventTooLarge)
 			}
-			if size+len(data)+1 > maxRecordBytes {
+			if size+len(data)+1 > limit {
 				flush(p)
 				size = 2
 			}

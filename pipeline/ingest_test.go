@@ -234,7 +234,8 @@ func checkIngestOutcome(t *testing.T, events []Event, receipts []Receipt, sent [
 
 func TestIngestPublishPacking(t *testing.T) {
 	t.Parallel()
-	const big = 400_000 // two fit in a record, three do not
+	// A record limit of 100 kB keeps the test events under MaxEventBytes.
+	const limit, big = 100_000, 40_000 // two fit in a record, three do not
 	for _, tc := range []struct {
 		name   string
 		events []Event
@@ -276,7 +277,9 @@ func TestIngestPublishPacking(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			kc := &fakeKinesis{t: t}
-			receipts, err := NewIngest(kc, "events").Publish(boundedCtx(t), tc.events)
+			in := NewIngest(kc, "events")
+			in.recordLimit = limit
+			receipts, err := in.Publish(boundedCtx(t), tc.events)
 			if err != nil {
 				t.Fatalf("Publish: %v", err)
 			}
@@ -351,7 +354,7 @@ func TestIngestPublishSplitsCalls(t *testing.T) {
 
 func TestIngestPublishRetriesOnlyRefusedRecords(t *testing.T) {
 	t.Parallel()
-	const big = 600_000 // one per record
+	const limit, big = 100_000, 60_000 // one per record
 	events := []Event{
 		ingestEvent("A", "a1", big), ingestEvent("B", "b1", 0), ingestEvent("C", "c1", 0),
 		ingestEvent("A", "a2", big), ingestEvent("C", "c2", big), ingestEvent("C", "c3", big),
@@ -369,7 +372,9 @@ func TestIngestPublishRetriesOnlyRefusedRecords(t *testing.T) {
 		}
 		return false
 	}
-	receipts, err := NewIngest(kc, "events").Publish(boundedCtx(t), events)
+	in := NewIngest(kc, "events")
+	in.recordLimit = limit
+	receipts, err := in.Publish(boundedCtx(t), events)
 	if err != nil {
 		t.Fatalf("Publish: %v", err)
 	}

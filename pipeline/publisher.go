@@ -162,6 +162,9 @@ func (p *Publisher) send(ctx context.Context, log *zap.Logger, shardID, sub stri
 			// the dead letters; nobody else's are held up.
 			p.queues.forget(sub)
 			return p.setAside(ctx, shardID, msgs, byID, fmt.Sprintf("queue %s does not exist", url))
+		case errors.Is(err, store.ErrRejected):
+			// SQS refused the call as invalid: resending cannot help.
+			return p.setAside(ctx, shardID, msgs, byID, "SQS refused the batch: "+err.Error())
 		case err != nil:
 			// Whole call failed: resend all of it; deduplication ids make
 			// the entries SQS did take harmless.
@@ -235,7 +238,7 @@ func (p *Publisher) setAside(ctx context.Context, shardID string, msgs []store.M
 	for _, m := range msgs {
 		pe := byID[m.ID]
 		dl := store.DeadLetter{
-			ID:      "publisher/" + pe.event.SubscriberID + "/" + pe.event.EventID,
+			ID:      "publisher/" + pe.event.SubscriberID + "/" + pe.event.ProducerID + "/" + pe.event.EventID,
 			Stage:   "publisher",
 			Reason:  reason,
 			ShardID: shardID,

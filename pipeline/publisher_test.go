@@ -480,7 +480,7 @@ func TestPublisherSetsAside(t *testing.T) {
 					continue
 				}
 				want := store.DeadLetter{
-					ID: "publisher/" + tc.sub + "/" + body.EventID, Stage: "publisher", Reason: tc.reason,
+					ID: "publisher/" + tc.sub + "/" + body.AgentID + "/" + body.EventID, Stage: "publisher", Reason: tc.reason,
 					ShardID: "shardId-7", Seq: aws.ToString(records[2*i].SequenceNumber),
 					Data: []byte(newMessage(affected[i], 0).Body),
 				}
@@ -653,5 +653,36 @@ func TestPublisherCancelled(t *testing.T) {
 				t.Errorf("handle = %v, want an error wrapping context.Canceled so the batch is not checkpointed", err)
 			}
 		})
+	}
+}
+
+// TestPublisherSetsAsideRejectedBatch: a batch SQS refuses as invalid
+// (store.ErrRejected) is dead-lettered at once instead of being retried
+// for ever; the other subscriber's messages are delivered.
+func TestPublisherSetsAsideRejectedBatch(t *testing.T) {
+	t.Parallel()
+	p, f := newTestPublisher(t)
+	f.sender.respond = func(_ int, url string, _ []store.Message) ([]store.BatchFailure, error) {
+		if url == queueURL("s1") {
+			return nil, fmt.Errorf("send: %w: InvalidParameterValue", store.ErrRejected)
+		}
+		return nil, nil
+	}
+	events := []store.Event{subscriberEvent("P", "s1", "p00", 0), subscriberEvent("P", "s2", "p00", 0), subscriberEvent("P", "s1", "p01", 0)}
+	if err := p.handle(boundedCtx(t), "shardId-1", inserts(t, events)); err != nil {
+		t.Fatalf("handle: %v", err)
+	}
+	checkQueue(t, f.sender, "s2", events[1:2])
+	letters := f.dead.all()
+	if len(letters) != 2 {
+		t.Fatalf("dead letters = %+v, want s1's two events", letters)
+	}
+	for _, l := range letters {
+		if !strings.HasPrefix(l.ID, "publisher/s1/P/") || !strings.Contains(l.Reason, "SQS refused the batch") {
+			t.Errorf("dead letter %s: %q, want s1's, saying SQS refused it", l.ID, l.Reason)
+		}
+	}
+	if n := len(f.sender.sentEventIDs(t, queueURL("s1"))); n != 1 {
+		t.Errorf("%d calls to s1's queue, want 1: a refused batch is not retried", n)
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"math/big"
 	"strings"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
@@ -26,7 +25,7 @@ const (
 
 	// streamsCallTimeout bounds one Streams call: KCL passes context.TODO(),
 	// so a hung call would otherwise stall its shard consumer forever.
-	streamsCallTimeout = 30 * time.Second
+	streamsCallTimeout = kclCallTimeout
 
 	// adapterIteratorPrefix marks iterators minted by the adapter, so a
 	// foreign string is rejected instead of being sent to Streams.

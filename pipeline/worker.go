@@ -9,8 +9,10 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+	"github.com/aws/smithy-go/middleware"
 	"github.com/vmware/vmware-go-kcl-v2/clientlibrary/checkpoint"
 	"github.com/vmware/vmware-go-kcl-v2/clientlibrary/config"
 	kcl "github.com/vmware/vmware-go-kcl-v2/clientlibrary/interfaces"
@@ -53,6 +55,21 @@ const (
 // lagLogEvery spaces the publisher's lag lines: at least one per shard in
 // every minute, which the per-minute alarm (missing data = breaching) needs.
 const lagLogEvery = 30 * time.Second
+
+// kclCallTimeout bounds one AWS call made for KCL. KCL passes
+// context.TODO(), so a hung call would stall its shard, and a stop, for
+// ever; 5 s is far above a normal call and well inside the stop budget.
+const kclCallTimeout = 5 * time.Second
+
+// withCallTimeout gives each call of a client kclCallTimeout.
+func withCallTimeout(stack *middleware.Stack) error {
+	return stack.Initialize.Add(middleware.InitializeMiddlewareFunc("fanout-call-timeout",
+		func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
+			ctx, cancel := context.WithTimeout(ctx, kclCallTimeout)
+			defer cancel()
+			return next.HandleInitialize(ctx, in)
+		}), middleware.Before)
+}
 
 // stopMargin is how much of the shutdown budget is kept for releasing
 // leases after in-flight batches are abandoned.
@@ -109,9 +126,13 @@ func newKCLConfig(cfg WorkerConfig, log *zap.Logger) *config.KinesisClientLibCon
 		WithLogger(kclLogger{log.With(zap.String("worker", cfg.Name)).WithOptions(zap.AddCallerSkip(1)).Sugar()})
 }
 
-// leaseStore is the lease table client KCL's checkpointer needs;
-// *dynamodb.Client satisfies it.
-type leaseStore = checkpoint.DynamoDBAPI
+// leaseClient returns a copy of db for KCL's lease table calls, each
+// bounded by kclCallTimeout.
+func leaseClient(db *dynamodb.Client) *dynamodb.Client {
+	return dynamodb.New(db.Options(), func(o *dynamodb.Options) {
+		o.APIOptions = append(o.APIOptions, withCallTimeout)
+	})
+}
 
 // newWorker builds a Worker whose KCL reads through kc (built by the
 // caller with the lineage gate installed) and keeps leases in db.
@@ -123,22 +144,22 @@ func newWorker(cfg WorkerConfig, kclCfg *config.KinesisClientLibConfiguration, k
 
 // NewAggregatorWorker returns the worker that reads the Kinesis stream
 // through kc into agg. Leases live in the table cfg.Name.
-func NewAggregatorWorker(cfg WorkerConfig, kc *kinesis.Client, leases leaseStore, agg *Aggregator, log *zap.Logger) *Worker {
+func NewAggregatorWorker(cfg WorkerConfig, kc *kinesis.Client, leases *dynamodb.Client, agg *Aggregator, log *zap.Logger) *Worker {
 	kclCfg := newKCLConfig(cfg, log)
-	cp := checkpoint.NewDynamoCheckpoint(kclCfg).WithDynamoDB(leases)
+	cp := checkpoint.NewDynamoCheckpoint(kclCfg).WithDynamoDB(leaseClient(leases))
 	gated := kinesis.New(kc.Options(), func(o *kinesis.Options) {
-		o.APIOptions = append(o.APIOptions, gateChildren(checkpointFinished(cp)))
+		o.APIOptions = append(o.APIOptions, gateChildren(checkpointFinished(cp)), withCallTimeout)
 	})
 	return newWorker(cfg, kclCfg, gated, cp, agg, log)
 }
 
 // NewPublisherWorker returns the worker that reads SubscriberEvents'
 // DynamoDB stream (cfg.Stream is its ARN) through streams into pub.
-func NewPublisherWorker(cfg WorkerConfig, awsCfg aws.Config, streams streamsReader, leases leaseStore, pub *Publisher, log *zap.Logger) *Worker {
+func NewPublisherWorker(cfg WorkerConfig, awsCfg aws.Config, streams streamsReader, leases *dynamodb.Client, pub *Publisher, log *zap.Logger) *Worker {
 	kclCfg := newKCLConfig(cfg, log)
-	cp := checkpoint.NewDynamoCheckpoint(kclCfg).WithDynamoDB(leases)
+	cp := checkpoint.NewDynamoCheckpoint(kclCfg).WithDynamoDB(leaseClient(leases))
 	kc := newStreamsKinesis(awsCfg, streams, cfg.Stream, func(o *kinesis.Options) {
-		o.APIOptions = append(o.APIOptions, gateChildren(checkpointFinished(cp)))
+		o.APIOptions = append(o.APIOptions, gateChildren(checkpointFinished(cp)), withCallTimeout)
 	})
 	// Empty reads reach the processor too, so the lag line keeps coming
 	// when idle and its absence means a stuck publisher.
@@ -201,6 +222,10 @@ type processor struct {
 	w         *Worker
 	shardID   string
 	lastLagAt time.Time
+	// abandoned: a batch was given up unacknowledged (stop out of time).
+	// Nothing after it may be acknowledged, SHARD_END included, or that
+	// batch would be skipped by the next owner.
+	abandoned bool
 	mu        sync.Mutex // KCL calls one processor from one goroutine; this guards Shutdown racing it
 }
 
@@ -213,12 +238,13 @@ func (p *processor) ProcessRecords(in *kcl.ProcessRecordsInput) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.logLag(in.Records)
-	if len(in.Records) == 0 {
+	if len(in.Records) == 0 || p.abandoned {
 		return
 	}
 	if err := p.w.handler.handle(p.w.procCtx, p.shardID, in.Records); err != nil {
 		// Stopping: leave the batch unacknowledged for the next owner.
-		p.w.log.Warn("batch abandoned", zap.String("shard_id", p.shardID), zap.Error(err))
+		p.abandoned = true
+		p.w.log.Warn("batch abandoned; the next owner replays it", zap.String("shard_id", p.shardID), zap.Error(err))
 		return
 	}
 	last := in.Records[len(in.Records)-1].SequenceNumber
@@ -252,6 +278,10 @@ func (p *processor) Shutdown(in *kcl.ShutdownInput) {
 	defer p.mu.Unlock()
 	if in.ShutdownReason != kcl.TERMINATE {
 		p.w.log.Info("lease released", zap.String("shard_id", p.shardID))
+		return
+	}
+	if p.abandoned || p.w.procCtx.Err() != nil {
+		p.w.log.Warn("shard end not checkpointed: its last batch was not handled; the next owner reads it again", zap.String("shard_id", p.shardID))
 		return
 	}
 	// Shard end: record it, or the shard's children wait forever.

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"go.uber.org/zap"
@@ -25,15 +24,6 @@ const (
 	maxEventsBodyBytes = 5 << 20
 	// maxBatchEvents is the PutRecords record count limit.
 	maxBatchEvents = 500
-	// maxEventBytes is the largest encoded event that fits in one Kinesis
-	// record (1 MiB, partition key included) with room to spare for the
-	// partition key and pipeline.Ingest's packing of events into records.
-	maxEventBytes = 1<<20 - 2<<10
-	// maxEventTypeLen bounds eventType (characters), keeping it a label.
-	maxEventTypeLen = 256
-	// maxEventIDLen bounds a producer-chosen eventId: it becomes part of
-	// the SQS MessageDeduplicationId, which holds at most 128 characters.
-	maxEventIDLen = 128
 	// producerLookups is how many producer agents one request looks up at
 	// once: enough to check a 500-event batch from many producers quickly,
 	// few enough not to burst the Agents table.
@@ -146,7 +136,8 @@ func parseEvents(body []byte, now time.Time) ([]pipeline.Event, error) {
 	return events, nil
 }
 
-// parseEvent decodes and validates one event.
+// parseEvent decodes one event and validates it with the rules every event
+// follows, posted or put straight into Kinesis (pipeline.Event.Normalize).
 func parseEvent(raw json.RawMessage, now time.Time) (pipeline.Event, error) {
 	if trimmed := bytes.TrimLeft(raw, " \t\r\n"); len(trimmed) == 0 || trimmed[0] != '{' {
 		return pipeline.Event{}, badRequest("must be a JSON object")
@@ -155,79 +146,40 @@ func parseEvent(raw json.RawMessage, now time.Time) (pipeline.Event, error) {
 	if err := decodeStrict(raw, &in); err != nil {
 		return pipeline.Event{}, err
 	}
-	ev := pipeline.Event{Data: in.Data}
-	switch {
-	case in.AgentID == nil || *in.AgentID == "":
-		return pipeline.Event{}, badRequest("agentId is required: the producer's agent id")
-	case len(*in.AgentID) > maxAgentIDLen:
-		return pipeline.Event{}, badRequest("agentId is longer than %d bytes, the Kinesis partition key limit", maxAgentIDLen)
-	}
-	ev.AgentID = *in.AgentID
-	switch {
-	case in.EventType == nil || *in.EventType == "":
-		return pipeline.Event{}, badRequest("eventType is required")
-	case utf8.RuneCountInString(*in.EventType) > maxEventTypeLen:
-		return pipeline.Event{}, badRequest("eventType must be at most %d characters", maxEventTypeLen)
-	}
-	ev.EventType = *in.EventType
+	// Only the API can tell a missing field from an empty one.
 	if len(in.Data) == 0 {
 		return pipeline.Event{}, badRequest("data is required: any JSON value (null is allowed)")
 	}
-	ts, err := normaliseTimestamp(in.Timestamp, now)
-	if err != nil {
-		return pipeline.Event{}, err
+	if in.EventID != nil && *in.EventID == "" {
+		return pipeline.Event{}, badRequest("eventId must be 1 to %d characters of A-Z a-z 0-9 . _ : -", pipeline.MaxEventIDLen)
 	}
-	ev.Timestamp = ts
-	if in.EventID == nil {
+	if in.Timestamp != nil && *in.Timestamp == "" {
+		return pipeline.Event{}, badRequest("timestamp must be RFC 3339, e.g. 2025-07-01T12:00:00.000Z")
+	}
+	ev := pipeline.Event{
+		AgentID:   deref(in.AgentID),
+		EventType: deref(in.EventType),
+		Timestamp: deref(in.Timestamp),
+		EventID:   deref(in.EventID),
+		Data:      in.Data,
+	}
+	if err := ev.Normalize(now); err != nil {
+		if errors.Is(err, pipeline.ErrEventTooLarge) {
+			return pipeline.Event{}, &apiError{status: http.StatusRequestEntityTooLarge, msg: "too large: " + err.Error()}
+		}
+		return pipeline.Event{}, badRequest("%s", err.Error())
+	}
+	if ev.EventID == "" {
 		ev.EventID = uuid.NewString()
-	} else if !isEventID(*in.EventID) {
-		return pipeline.Event{}, badRequest("eventId must be 1 to %d characters of A-Z a-z 0-9 . _ : -", maxEventIDLen)
-	} else {
-		ev.EventID = *in.EventID
-	}
-
-	rec, err := json.Marshal(ev)
-	if err != nil {
-		return pipeline.Event{}, badRequest("data cannot be encoded: %v", err)
-	}
-	if len(rec) > maxEventBytes {
-		return pipeline.Event{}, &apiError{status: http.StatusRequestEntityTooLarge,
-			msg: fmt.Sprintf("too large, %d bytes encoded; an event must fit in one Kinesis record, at most %d bytes: make data smaller", len(rec), maxEventBytes)}
 	}
 	return ev, nil
 }
 
-// normaliseTimestamp returns ts (RFC 3339, any offset, any precision) in
-// the API's layout, UTC with milliseconds, truncating finer precision; now
-// when ts is absent.
-func normaliseTimestamp(ts *string, now time.Time) (string, error) {
-	if ts == nil {
-		return formatTime(now), nil
+func deref(s *string) string {
+	if s == nil {
+		return ""
 	}
-	t, err := time.Parse(time.RFC3339Nano, *ts)
-	if err != nil {
-		return "", badRequest("timestamp must be RFC 3339, e.g. 2025-07-01T12:00:00.000Z")
-	}
-	if y := t.UTC().Year(); y < 0 || y > 9999 {
-		return "", badRequest("timestamp must fall in the years 0000 to 9999 once in UTC")
-	}
-	return formatTime(t), nil
-}
-
-// isEventID reports whether s is a valid producer-chosen eventId.
-func isEventID(s string) bool {
-	if len(s) == 0 || len(s) > maxEventIDLen {
-		return false
-	}
-	for _, c := range []byte(s) {
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case c == '.', c == '_', c == ':', c == '-':
-		default:
-			return false
-		}
-	}
-	return true
+	return *s
 }
 
 // checkProducers looks up every distinct producer of events (a few at a

@@ -91,7 +91,7 @@ func TestPostEventsRejects(t *testing.T) {
 		{"first bad event is named", "application/json", batch(ok, ev(t, map[string]any{"eventType": nil}), ev(t, map[string]any{"agentId": nil})), 400, []string{"event 1: eventType is required"}},
 		{"wrong content type", "text/plain", ok, 415, []string{"application/json"}},
 		{"body too large", "application/json", `[` + strings.Repeat(" ", maxEventsBodyBytes) + ok + `]`, 413, []string{"larger than 5242880 bytes"}},
-		{"one event too large", "application/json", batch(ok, ev(t, map[string]any{"data": strings.Repeat("x", maxEventBytes)})), 413, []string{"event 1: too large", "make data smaller"}},
+		{"one event too large", "application/json", batch(ok, ev(t, map[string]any{"data": strings.Repeat("x", pipeline.MaxEventBytes)})), 413, []string{"event 1: too large", "make data smaller"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -26,9 +26,46 @@ const agentNamespace = "aad0563f-af44-4e1c-97df-dba3fad9e27e"
 // queueNamePrefix starts every agent queue's name: agents-<agentId>.fifo.
 const queueNamePrefix = "agents-"
 
-// compensationTimeout bounds the clean-up after a failed registration (one
-// GetItem, one DeleteQueue). It runs even when the caller's context is done,
-// or a cancelled request would leave its queue behind.
+// Attributes of an Agents row that only registration reads, and the values
+// of attrStatus. A row is written pending (with a claim) before its queue
+// is created and made active (with queueUrl and createdAt) after; only an
+// active row is an agent. Rows written before registration claimed have no
+// status: they hold a queueUrl and count as active.
+const (
+	attrStatus = "status"
+	// attrClaim is the random token of the registration that owns a pending
+	// row; it stays on the row once active.
+	attrClaim = "claim"
+	// attrClaimedAt is when the claim was made or last renewed.
+	attrClaimedAt = "claimedAt"
+
+	statusPending = "pending"
+	statusActive  = "active"
+)
+
+// Waiting for a concurrent registration of the same ARN.
+const (
+	// agentPollInterval is the pause between two reads of a pending row:
+	// an owner usually needs two AWS calls (tens of ms) to activate it, so
+	// a waiter answers soon after without many reads.
+	agentPollInterval = 100 * time.Millisecond
+	// agentWaitTimeout bounds the wait for a pending row to become active:
+	// it covers an owner's CreateQueue and UpdateItem with the SDK's
+	// retries, and keeps a request within any client's timeout.
+	agentWaitTimeout = 5 * time.Second
+	// agentClaimStale is the age from which a pending row's claim counts as
+	// abandoned (its owner died half-way) and another registration takes
+	// it over. It must exceed compensationTimeout plus the clock skew
+	// between tasks: an owner renews its claim before it deletes its queue,
+	// so no one can take the claim over, and re-create the queue, while
+	// the deletion is still running.
+	agentClaimStale = 30 * time.Second
+)
+
+// compensationTimeout bounds the clean-up after a failed registration
+// (renewing its claim, deleting its queue and its pending row). It runs even
+// when the caller's context is done, or a cancelled request would leave its
+// queue and row behind.
 const compensationTimeout = 10 * time.Second
 
 // agentItems is the part of the DynamoDB API that registration uses.
@@ -37,6 +74,8 @@ const compensationTimeout = 10 * time.Second
 type agentItems interface {
 	GetItem(ctx context.Context, in *dynamodb.GetItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error)
 	PutItem(ctx context.Context, in *dynamodb.PutItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error)
+	UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error)
+	DeleteItem(ctx context.Context, in *dynamodb.DeleteItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error)
 }
 
 // agentQueues is the part of the SQS API that registration uses.
@@ -49,75 +88,296 @@ type agentQueues interface {
 // RegisterAgent returns the agent of resourceARN, registering it with a new
 // FIFO queue the first time. It is idempotent and race-free: any number of
 // concurrent calls with one ARN, in any processes, yield one agent and one
-// queue. resourceARN must be a valid IAM principal ARN (the caller checks).
+// queue, and it returns an agent only once its row and queue are both
+// written. resourceARN must be a valid IAM principal ARN (the caller
+// checks).
+//
 // The error wraps ErrInvalidPrincipal, as a *PrincipalError, when
 // resourceARN is in another partition than the Store's account (found
 // before any AWS call) or when SQS rejects it in the queue policy (a role or
-// user that does not exist); nothing is left behind then. When SQS still
-// refuses to re-create a recently deleted queue the error wraps
-// ErrRetryLater. If the agent cannot be written, its new queue is deleted
-// again, unless an agent row exists after all, which is returned.
+// user that does not exist); nothing is left behind then. It wraps
+// ErrRetryLater when SQS still refuses to re-create a recently deleted
+// queue, or when a concurrent registration of the ARN neither completes
+// within agentWaitTimeout nor is old enough to take over. A registration
+// that fails half-way deletes its queue and row again, also when ctx is
+// done; only when that clean-up fails too do they stay, and a later
+// registration takes them over and completes them.
 func (s *Store) RegisterAgent(ctx context.Context, resourceARN string) (Agent, error) {
-	return registerAgent(ctx, s.db, s.sqs, s.tables.Agents, s.account, resourceARN, s.now)
+	if a, ok := s.known.get(agentID(resourceARN)); ok {
+		return a, nil
+	}
+	a, err := s.agentRegistrar().register(ctx, resourceARN)
+	if err == nil {
+		s.known.put(a.ID, a)
+	}
+	return a, err
 }
 
-// registerAgent is RegisterAgent over narrow clients.
-func registerAgent(ctx context.Context, db agentItems, q agentQueues, table string, account Account, resourceARN string, now func() time.Time) (Agent, error) {
+// agentRegistrar returns the registrar over the Store's clients.
+func (s *Store) agentRegistrar() registrar {
+	return registrar{db: s.db, queues: s.sqs, table: s.tables.Agents, account: s.account, now: s.now, sleep: pause}
+}
+
+// registrar registers agents (RegisterAgent without the cache) over narrow
+// clients, with an injectable clock and pause.
+//
+// Protocol: one registration claims an agent's row by writing it pending
+// under a random token, conditionally on no row existing; only the claim's
+// owner creates the queue, makes the row active, or, failing, deletes the
+// queue and the row, and every one of those writes is conditional on its
+// claim. The others wait for the row to become active, or take over a claim
+// abandoned for agentClaimStale. As the queue's name follows from the ARN,
+// every owner finds the same queue; a queue is deleted only by an owner
+// holding a claim it renewed just before, so never under an active agent.
+type registrar struct {
+	db      agentItems
+	queues  agentQueues
+	table   string
+	account Account
+	// now is the clock of createdAt and claimedAt, and of claims' ages.
+	now func() time.Time
+	// sleep pauses for d, or returns ctx's error when ctx is done first.
+	sleep func(ctx context.Context, d time.Duration) error
+}
+
+// register is RegisterAgent without the cache.
+func (r registrar) register(ctx context.Context, resourceARN string) (Agent, error) {
 	id := agentID(resourceARN)
-	policy, err := queuePolicy(account, resourceARN, queueName(id))
+	policy, err := queuePolicy(r.account, resourceARN, queueName(id))
 	if err != nil {
 		return Agent{}, fmt.Errorf("register agent %s: policy of queue %s: %w", id, queueName(id), err)
 	}
-	a, err := getAgent(ctx, db, table, id)
-	if !errors.Is(err, ErrNotFound) {
-		return a, err // found, or failed
+	token := uuid.NewString()
+	const maxPolls = int(agentWaitTimeout / agentPollInterval)
+	for polls := 0; ; polls++ {
+		row, err := readAgentRow(ctx, r.db, r.table, id)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			won, err := r.claim(ctx, id, resourceARN, token)
+			if err != nil {
+				return Agent{}, err
+			}
+			if won {
+				return r.create(ctx, id, resourceARN, policy, token)
+			}
+			// Lost to a concurrent claim: wait for it like for any other.
+		case err != nil:
+			return Agent{}, err
+		case row.status == statusActive:
+			return row.agent, nil
+		case row.claim == token:
+			// This call's claim landed although its answer was lost (the
+			// SDK's retry of it then failed its condition).
+			return r.create(ctx, id, resourceARN, policy, token)
+		case polls >= maxPolls && r.now().Sub(row.claimedAt) >= agentClaimStale:
+			took, err := r.takeOver(ctx, id, row.claim, token)
+			if err != nil {
+				return Agent{}, err
+			}
+			if took {
+				return r.create(ctx, id, resourceARN, policy, token)
+			}
+		}
+		if polls >= maxPolls {
+			return Agent{}, fmt.Errorf("register agent %s: %w: a concurrent registration of it did not complete within %v",
+				id, ErrRetryLater, agentWaitTimeout)
+		}
+		if err := r.sleep(ctx, agentPollInterval); err != nil {
+			return Agent{}, fmt.Errorf("register agent %s: wait for a concurrent registration: %w", id, err)
+		}
 	}
-	queueURL, err := createQueue(ctx, q, id, resourceARN, policy)
-	if err != nil {
-		return Agent{}, err
-	}
-	a = Agent{ID: id, QueueURL: queueURL, ResourceARN: resourceARN, CreatedAt: now().UTC().Truncate(time.Millisecond)}
-	_, err = db.PutItem(ctx, &dynamodb.PutItemInput{
-		TableName: aws.String(table),
+}
+
+// claim writes agent id's row pending under token, unless a row exists. It
+// reports whether it did. When the write fails otherwise it may still have
+// landed, so the claim is released again before the error is returned.
+func (r registrar) claim(ctx context.Context, id, resourceARN, token string) (bool, error) {
+	_, err := r.db.PutItem(ctx, &dynamodb.PutItemInput{
+		TableName: aws.String(r.table),
 		Item: map[string]types.AttributeValue{
-			attrAgentID:     attrS(a.ID),
-			attrResourceARN: attrS(a.ResourceARN),
-			attrQueueURL:    attrS(a.QueueURL),
-			attrCreatedAt:   attrS(formatTime(a.CreatedAt)),
+			attrAgentID:     attrS(id),
+			attrResourceARN: attrS(resourceARN),
+			attrStatus:      attrS(statusPending),
+			attrClaim:       attrS(token),
+			attrClaimedAt:   attrS(formatTime(r.now())),
 		},
 		ConditionExpression:      aws.String("attribute_not_exists(#id)"),
 		ExpressionAttributeNames: map[string]string{"#id": attrAgentID},
 	})
 	switch {
 	case err == nil:
-		return a, nil
+		return true, nil
 	case hasCode(err, codeConditionalCheckFailed):
-		// A concurrent registration won; its row names the same queue.
-		return getAgent(ctx, db, table, id)
+		return false, nil
 	}
-	putErr := fmt.Errorf("register agent %s: put into table %s: %w", id, table, err)
-	return compensate(ctx, db, q, table, id, queueURL, putErr)
+	err = fmt.Errorf("register agent %s: claim it in table %s: %w", id, r.table, err)
+	cctx, cancel := compensationContext(ctx)
+	defer cancel()
+	return false, errors.Join(err, r.release(cctx, id, token))
 }
 
-// compensate runs after the agent row could not be written: it returns the
-// row if one exists after all (the write landed, or a concurrent one did),
-// and otherwise deletes the queue so that none is left without an agent.
-// When even the read fails, the queue stays: a retry reuses it, as its name
-// follows from the ARN.
-func compensate(ctx context.Context, db agentItems, q agentQueues, table, id, queueURL string, putErr error) (Agent, error) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), compensationTimeout)
-	defer cancel()
-	a, err := getAgent(ctx, db, table, id)
+// takeOver moves agent id's pending row from the abandoned claim old to
+// token. It reports whether the row is now pending under token: not when
+// another registration took it over or completed it first.
+func (r registrar) takeOver(ctx context.Context, id, old, token string) (bool, error) {
+	_, err := r.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                aws.String(r.table),
+		Key:                      agentKey(id),
+		UpdateExpression:         aws.String("SET #token = :token, #since = :since"),
+		ConditionExpression:      aws.String("#token = :old AND #status = :pending"),
+		ExpressionAttributeNames: map[string]string{"#token": attrClaim, "#since": attrClaimedAt, "#status": attrStatus},
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":token":   attrS(token),
+			":since":   attrS(formatTime(r.now())),
+			":old":     attrS(old),
+			":pending": attrS(statusPending),
+		},
+	})
+	switch {
+	case err == nil:
+		return true, nil
+	case hasCode(err, codeConditionalCheckFailed):
+		// Taken over or completed by another, or this very write landed
+		// and the SDK's retry of it failed.
+		row, err := readAgentRow(ctx, r.db, r.table, id)
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return false, err
+		}
+		return err == nil && row.status == statusPending && row.claim == token, nil
+	}
+	return false, fmt.Errorf("register agent %s: take over abandoned claim %s in table %s: %w", id, old, r.table, err)
+}
+
+// create runs as the owner of agent id's claim token: it creates (or, after
+// an abandoned claim, finds) the queue and makes the row active. On failure
+// it deletes what it created, unless its claim has moved on.
+func (r registrar) create(ctx context.Context, id, resourceARN, policy, token string) (Agent, error) {
+	queueURL, err := createQueue(ctx, r.queues, id, resourceARN, policy)
+	if err != nil {
+		cctx, cancel := compensationContext(ctx)
+		defer cancel()
+		return Agent{}, errors.Join(err, r.release(cctx, id, token))
+	}
+	a := Agent{ID: id, QueueURL: queueURL, ResourceARN: resourceARN, CreatedAt: r.now().UTC().Truncate(time.Millisecond)}
+	_, err = r.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                aws.String(r.table),
+		Key:                      agentKey(id),
+		UpdateExpression:         aws.String("SET #status = :active, #url = :url, #created = :created"),
+		ConditionExpression:      aws.String("#token = :token AND #status = :pending"),
+		ExpressionAttributeNames: map[string]string{"#status": attrStatus, "#url": attrQueueURL, "#created": attrCreatedAt, "#token": attrClaim},
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":active":  attrS(statusActive),
+			":url":     attrS(a.QueueURL),
+			":created": attrS(formatTime(a.CreatedAt)),
+			":token":   attrS(token),
+			":pending": attrS(statusPending),
+		},
+	})
 	switch {
 	case err == nil:
 		return a, nil
-	case !errors.Is(err, ErrNotFound):
-		return Agent{}, errors.Join(putErr, err)
+	case hasCode(err, codeConditionalCheckFailed):
+		// The claim moved on (taken over, so the queue is the taker's
+		// too), or this very write landed and the SDK's retry of it failed.
+		cctx, cancel := compensationContext(ctx)
+		defer cancel()
+		return r.afterClaimLost(cctx, id, fmt.Errorf("activate agent %s in table %s: %w", id, r.table, err))
 	}
-	if _, err := q.DeleteQueue(ctx, &sqs.DeleteQueueInput{QueueUrl: aws.String(queueURL)}); err != nil {
-		return Agent{}, errors.Join(putErr, fmt.Errorf("delete queue %s of unregistered agent %s: %w", queueURL, id, err))
+	err = fmt.Errorf("register agent %s: activate it in table %s: %w", id, r.table, err)
+	return r.compensate(ctx, id, token, queueURL, err)
+}
+
+// compensate runs after the owner of claim token could not activate agent
+// id's row (actErr): it deletes the queue and the pending row, under a
+// context of its own that outlives ctx. It first renews the claim, which
+// proves the row still pending and owned, and keeps takers away while the
+// queue is deleted (see agentClaimStale); when the claim has moved on or
+// the activation landed after all, it deletes nothing and returns the agent
+// if there is one. When the renewal fails, queue and row stay: a later
+// registration takes them over once the claim is stale.
+func (r registrar) compensate(ctx context.Context, id, token, queueURL string, actErr error) (Agent, error) {
+	ctx, cancel := compensationContext(ctx)
+	defer cancel()
+	_, err := r.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                aws.String(r.table),
+		Key:                      agentKey(id),
+		UpdateExpression:         aws.String("SET #since = :since"),
+		ConditionExpression:      aws.String("#token = :token AND #status = :pending"),
+		ExpressionAttributeNames: map[string]string{"#since": attrClaimedAt, "#token": attrClaim, "#status": attrStatus},
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":since":   attrS(formatTime(r.now())),
+			":token":   attrS(token),
+			":pending": attrS(statusPending),
+		},
+	})
+	switch {
+	case hasCode(err, codeConditionalCheckFailed):
+		return r.afterClaimLost(ctx, id, actErr)
+	case err != nil:
+		return Agent{}, errors.Join(actErr, fmt.Errorf("renew claim on agent %s to clean up: %w", id, err))
 	}
-	return Agent{}, putErr
+	if _, err := r.queues.DeleteQueue(ctx, &sqs.DeleteQueueInput{QueueUrl: aws.String(queueURL)}); err != nil {
+		return Agent{}, errors.Join(actErr, fmt.Errorf("delete queue %s of unregistered agent %s: %w", queueURL, id, err))
+	}
+	return Agent{}, errors.Join(actErr, r.release(ctx, id, token))
+}
+
+// afterClaimLost runs when an owner's claim on agent id turned out to have
+// moved on, cause saying how: it returns the agent if the row is active (a
+// taker completed it, or the owner's own write landed), and otherwise an
+// error wrapping ErrRetryLater. It deletes nothing.
+func (r registrar) afterClaimLost(ctx context.Context, id string, cause error) (Agent, error) {
+	row, err := readAgentRow(ctx, r.db, r.table, id)
+	switch {
+	case err == nil && row.status == statusActive:
+		return row.agent, nil
+	case err != nil && !errors.Is(err, ErrNotFound):
+		return Agent{}, errors.Join(cause, err)
+	}
+	return Agent{}, fmt.Errorf("register agent %s: %w: its claim moved to a concurrent registration: %w", id, ErrRetryLater, cause)
+}
+
+// release deletes agent id's row if it is still pending under claim token;
+// a row that is not (any more) is left alone.
+func (r registrar) release(ctx context.Context, id, token string) error {
+	_, err := r.db.DeleteItem(ctx, &dynamodb.DeleteItemInput{
+		TableName:                aws.String(r.table),
+		Key:                      agentKey(id),
+		ConditionExpression:      aws.String("#token = :token AND #status = :pending"),
+		ExpressionAttributeNames: map[string]string{"#token": attrClaim, "#status": attrStatus},
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":token":   attrS(token),
+			":pending": attrS(statusPending),
+		},
+	})
+	if err == nil || hasCode(err, codeConditionalCheckFailed) {
+		return nil
+	}
+	return fmt.Errorf("release claim on agent %s in table %s: %w", id, r.table, err)
+}
+
+// compensationContext returns the context of a clean-up after a failure in
+// ctx: it keeps ctx's values but not its cancellation, and ends after
+// compensationTimeout.
+func compensationContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), compensationTimeout)
+}
+
+// pause sleeps for d, or returns ctx's error when ctx is done first.
+func pause(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// agentKey is the key of agent id's row.
+func agentKey(id string) map[string]types.AttributeValue {
+	return map[string]types.AttributeValue{attrAgentID: attrS(id)}
 }
 
 // agentID is the id of the agent of resourceARN.
@@ -215,9 +475,10 @@ func arnPartition(arn string) string {
 }
 
 // Agent returns the agent with id, read consistently. The error wraps
-// ErrNotFound when there is none. Agents never change and are never
-// deleted, so a found agent is remembered: the API checks a producer on
-// every POST /events, and that costs one GetItem per producer per task.
+// ErrNotFound when there is none, also while its registration is pending.
+// Agents never change and are never deleted, so a found agent is
+// remembered: the API checks a producer on every POST /events, and that
+// costs one GetItem per producer per task.
 func (s *Store) Agent(ctx context.Context, id string) (Agent, error) {
 	if a, ok := s.known.get(id); ok {
 		return a, nil
@@ -255,28 +516,73 @@ func (c *agentCache) put(id string, a Agent) {
 	c.agents[id] = a
 }
 
-// getAgent is Agent over a narrow client.
+// getAgent is Agent over a narrow client, without the cache.
 func getAgent(ctx context.Context, db agentItems, table, id string) (Agent, error) {
+	row, err := readAgentRow(ctx, db, table, id)
+	if err != nil {
+		return Agent{}, err
+	}
+	if row.status != statusActive {
+		return Agent{}, fmt.Errorf("get agent %s: %w (its registration is %s)", id, ErrNotFound, row.status)
+	}
+	return row.agent, nil
+}
+
+// agentRow is an Agents row: an agent once active, a claim while pending.
+type agentRow struct {
+	status    string
+	agent     Agent     // when active
+	claim     string    // when pending
+	claimedAt time.Time // when pending
+}
+
+// readAgentRow reads agent id's row consistently. The error wraps
+// ErrNotFound when there is none.
+func readAgentRow(ctx context.Context, db agentItems, table, id string) (agentRow, error) {
 	out, err := db.GetItem(ctx, &dynamodb.GetItemInput{
 		TableName:      aws.String(table),
-		Key:            map[string]types.AttributeValue{attrAgentID: attrS(id)},
+		Key:            agentKey(id),
 		ConsistentRead: aws.Bool(true),
 	})
 	if err != nil {
-		return Agent{}, fmt.Errorf("get agent %s: %w", id, err)
+		return agentRow{}, fmt.Errorf("get agent %s: %w", id, err)
 	}
 	if out.Item == nil {
-		return Agent{}, fmt.Errorf("get agent %s: %w", id, ErrNotFound)
+		return agentRow{}, fmt.Errorf("get agent %s: %w", id, ErrNotFound)
 	}
-	r := reader{item: out.Item}
-	a := Agent{
-		ID:          r.str(attrAgentID),
-		QueueURL:    r.str(attrQueueURL),
-		ResourceARN: r.str(attrResourceARN),
-		CreatedAt:   r.time(attrCreatedAt),
+	row, err := decodeAgentRow(out.Item)
+	if err != nil {
+		return agentRow{}, fmt.Errorf("get agent %s from table %s: %w", id, table, err)
+	}
+	return row, nil
+}
+
+// decodeAgentRow decodes an Agents item. An item without status is active:
+// registrations wrote no status before they claimed rows.
+func decodeAgentRow(item map[string]types.AttributeValue) (agentRow, error) {
+	r := reader{item: item}
+	row := agentRow{status: statusActive}
+	if _, ok := item[attrStatus]; ok {
+		row.status = r.str(attrStatus)
+	}
+	switch row.status {
+	case statusActive:
+		row.agent = Agent{
+			ID:          r.str(attrAgentID),
+			QueueURL:    r.str(attrQueueURL),
+			ResourceARN: r.str(attrResourceARN),
+			CreatedAt:   r.time(attrCreatedAt),
+		}
+	case statusPending:
+		row.claim = r.str(attrClaim)
+		row.claimedAt = r.time(attrClaimedAt)
+	default:
+		if r.err == nil {
+			r.err = fmt.Errorf("unknown %s %q", attrStatus, row.status)
+		}
 	}
 	if r.err != nil {
-		return Agent{}, fmt.Errorf("get agent %s from table %s: %w", id, table, r.err)
+		return agentRow{}, r.err
 	}
-	return a, nil
+	return row, nil
 }

@@ -4,14 +4,18 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/aws/smithy-go"
@@ -251,143 +255,73 @@ func TestAgentNotFound(t *testing.T) {
 	}
 }
 
-// TestRegisterAgentFailures injects failures the emulator cannot produce
-// into otherwise real clients.
-func TestRegisterAgentFailures(t *testing.T) {
-	t.Parallel()
-	s := newTestStore(t)
-	db, q := clients(s)
-	internal := &smithy.GenericAPIError{Code: "InternalServerError", Message: "injected"}
-	for _, tc := range []struct {
-		name string
-		// db and queues wrap the real clients; cancel cancels the call's
-		// context.
-		db     func(cancel context.CancelFunc) agentItems
-		queues agentQueues
-		// account is where fanout runs; zero for the store's.
-		account Account
-		// wantErr is the error wanted, nil for success; wantMsg is part of
-		// the *PrincipalError's message wanted.
-		wantErr   error
-		wantMsg   string
-		wantAgent bool // an agent row exists afterwards
-		wantQueue bool // the agent's queue exists afterwards
-		noCreate  bool // CreateQueue must not be called
-	}{
-		{
-			name:    "put fails: queue deleted",
-			db:      func(context.CancelFunc) agentItems { return failingPut{agentItems: db, err: internal} },
-			queues:  q,
-			wantErr: internal,
-		},
-		{
-			name: "put fails as the caller gives up: queue deleted all the same",
-			db: func(cancel context.CancelFunc) agentItems {
-				return failingPut{agentItems: db, err: context.Canceled, before: cancel}
-			},
-			queues:  q,
-			wantErr: context.Canceled,
-		},
-		{
-			name:      "put lands but its answer is lost: agent returned, queue kept",
-			db:        func(context.CancelFunc) agentItems { return failingPut{agentItems: db, err: internal, write: true} },
-			queues:    q,
-			wantAgent: true,
-			wantQueue: true,
-		},
-		{
-			name:    "queue deleted recently: retry later",
-			db:      func(context.CancelFunc) agentItems { return db },
-			queues:  failingCreate{agentQueues: q, err: &sqstypes.QueueDeletedRecently{Message: aws.String("injected")}},
-			wantErr: ErrRetryLater,
-		},
-		{
-			name: "queue deleted recently, legacy code: retry later",
-			db:   func(context.CancelFunc) agentItems { return db },
-			queues: failingCreate{agentQueues: q, err: &smithy.GenericAPIError{
-				Code: "AWS.SimpleQueueService.QueueDeletedRecently", Message: "injected",
-			}},
-			wantErr: ErrRetryLater,
-		},
-		{
-			name:     "principal in another partition: refused before any AWS call",
-			db:       func(context.CancelFunc) agentItems { return db },
-			queues:   q,
-			account:  Account{Partition: "aws-cn", Region: "cn-north-1", ID: "111122223333"},
-			wantErr:  ErrInvalidPrincipal,
-			wantMsg:  "is in partition aws but fanout runs in partition aws-cn",
-			noCreate: true,
-		},
-		{
-			name: "SQS rejects the policy's principal: invalid principal, nothing written",
-			db:   func(context.CancelFunc) agentItems { return db },
-			queues: failingCreate{agentQueues: q, err: &sqstypes.InvalidAttributeValue{
-				Message: aws.String("Invalid value for the parameter Policy."),
-			}},
-			wantErr: ErrInvalidPrincipal,
-			wantMsg: "SQS rejected the queue policy for principal arn:aws:iam::123456789012:role/",
-		},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			ctx, cancel := context.WithCancel(testContext(t))
-			defer cancel()
-			arn := roleARN(t)
-			id := agentID(arn)
-			account := s.account
-			if tc.account != (Account{}) {
-				account = tc.account
-			}
-			queues := &countingCreates{agentQueues: tc.queues}
+// The registration calls faultyItems tells apart, by their inputs.
+const (
+	opRead     = "read"      // GetItem
+	opClaim    = "claim"     // PutItem of the pending row
+	opTakeOver = "take over" // UpdateItem moving an abandoned claim
+	opActivate = "activate"  // UpdateItem making the row active
+	opRenew    = "renew"     // UpdateItem renewing a claim before clean-up
+	opRelease  = "release"   // DeleteItem of the pending row
+)
 
-			a, err := registerAgent(ctx, tc.db(cancel), queues, s.tables.Agents, account, arn, s.now)
-			switch {
-			case tc.wantErr == nil && err != nil:
-				t.Fatalf("registerAgent: %v", err)
-			case tc.wantErr != nil && (!errors.Is(err, tc.wantErr) || !strings.Contains(err.Error(), id)):
-				t.Fatalf("registerAgent error = %v, want %v naming agent %s", err, tc.wantErr, id)
-			case tc.wantErr == nil && a.ID != id:
-				t.Errorf("registerAgent = %+v, want agent %s", a, id)
-			}
-			if pe, ok := errors.AsType[*PrincipalError](err); tc.wantMsg != "" && (!ok || !strings.Contains(pe.Msg, tc.wantMsg) || strings.Contains(pe.Msg, id)) {
-				t.Errorf("registerAgent error = %v, want a *PrincipalError whose message says %q and names no agent id", err, tc.wantMsg)
-			}
-			if got := queues.n.Load(); (got == 0) != tc.noCreate {
-				t.Errorf("CreateQueue called %d times, want none: %v", got, tc.noCreate)
-			}
-
-			check := testContext(t)
-			_, err = s.Agent(check, id)
-			if gotAgent := err == nil; gotAgent != tc.wantAgent {
-				t.Errorf("agent row exists: %v (Agent error %v), want %v", gotAgent, err, tc.wantAgent)
-			}
-			_, err = q.GetQueueUrl(check, &sqs.GetQueueUrlInput{QueueName: aws.String(queueName(id))})
-			if gotQueue := err == nil; gotQueue != tc.wantQueue {
-				t.Errorf("queue exists: %v (GetQueueUrl error %v), want %v", gotQueue, err, tc.wantQueue)
-			}
-		})
-	}
+// fault is what faultyItems does instead of one call.
+type fault struct {
+	before func() // called first, if set (it may block)
+	cancel bool   // cancel the caller's context first
+	write  bool   // pass the call on first, so it lands but its answer is lost
+	err    error  // the error returned; nil passes the call on
 }
 
-// failingPut is a DynamoDB client whose PutItem fails with err, after
-// calling before (if set) and, if write, after really writing.
-type failingPut struct {
+// faultyItems passes DynamoDB calls on to a real client, except the
+// operations (opClaim, ...) it has a fault for.
+type faultyItems struct {
 	agentItems
-	err    error
-	write  bool
-	before func()
+	faults map[string]fault
+	cancel context.CancelFunc // cancels the caller's context
 }
 
-func (f failingPut) PutItem(ctx context.Context, in *dynamodb.PutItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error) {
-	if f.before != nil {
-		f.before()
+// do runs call, the real operation op, as op's fault says.
+func (f faultyItems) do(op string, call func() error) error {
+	ft, ok := f.faults[op]
+	if !ok {
+		return call()
 	}
-	if f.write {
-		if _, err := f.agentItems.PutItem(ctx, in, opts...); err != nil {
-			return nil, err
+	if ft.before != nil {
+		ft.before()
+	}
+	if ft.cancel {
+		f.cancel()
+	}
+	if ft.err == nil || ft.write {
+		if err := call(); err != nil || ft.err == nil {
+			return err
 		}
 	}
-	return nil, f.err
+	return ft.err
+}
+
+func (f faultyItems) GetItem(ctx context.Context, in *dynamodb.GetItemInput, opts ...func(*dynamodb.Options)) (out *dynamodb.GetItemOutput, err error) {
+	return out, f.do(opRead, func() error { out, err = f.agentItems.GetItem(ctx, in, opts...); return err })
+}
+
+func (f faultyItems) PutItem(ctx context.Context, in *dynamodb.PutItemInput, opts ...func(*dynamodb.Options)) (out *dynamodb.PutItemOutput, err error) {
+	return out, f.do(opClaim, func() error { out, err = f.agentItems.PutItem(ctx, in, opts...); return err })
+}
+
+func (f faultyItems) UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, opts ...func(*dynamodb.Options)) (out *dynamodb.UpdateItemOutput, err error) {
+	op := opRenew
+	switch {
+	case in.ExpressionAttributeValues[":url"] != nil:
+		op = opActivate
+	case in.ExpressionAttributeValues[":old"] != nil:
+		op = opTakeOver
+	}
+	return out, f.do(op, func() error { out, err = f.agentItems.UpdateItem(ctx, in, opts...); return err })
+}
+
+func (f faultyItems) DeleteItem(ctx context.Context, in *dynamodb.DeleteItemInput, opts ...func(*dynamodb.Options)) (out *dynamodb.DeleteItemOutput, err error) {
+	return out, f.do(opRelease, func() error { out, err = f.agentItems.DeleteItem(ctx, in, opts...); return err })
 }
 
 // countingCreates counts CreateQueue calls, passing them on.
@@ -411,8 +345,571 @@ func (f failingCreate) CreateQueue(context.Context, *sqs.CreateQueueInput, ...fu
 	return nil, f.err
 }
 
+// testRegistrar is s's registrar over db and q. It never pauses: a test
+// that needs a concurrent registration to progress while another waits
+// sets sleep itself.
+func testRegistrar(s *Store, db agentItems, q agentQueues) registrar {
+	r := s.agentRegistrar()
+	r.db, r.queues = db, q
+	r.sleep = func(ctx context.Context, _ time.Duration) error { return ctx.Err() }
+	return r
+}
+
+// agentItem returns agent id's raw row in s, nil when there is none.
+func agentItem(t *testing.T, s *Store, id string) map[string]types.AttributeValue {
+	t.Helper()
+	db, _ := clients(s)
+	out, err := db.GetItem(testContext(t), &dynamodb.GetItemInput{
+		TableName:      aws.String(s.tables.Agents),
+		Key:            agentKey(id),
+		ConsistentRead: aws.Bool(true),
+	})
+	if err != nil {
+		t.Fatalf("GetItem agent %s: %v", id, err)
+	}
+	return out.Item
+}
+
+// itemString is string attribute name of item, "" when absent.
+func itemString(item map[string]types.AttributeValue, name string) string {
+	v, _ := item[name].(*types.AttributeValueMemberS)
+	if v == nil {
+		return ""
+	}
+	return v.Value
+}
+
+// describeItem renders an Agents row's string attributes, for messages.
+func describeItem(item map[string]types.AttributeValue) string {
+	if item == nil {
+		return "(none)"
+	}
+	var b strings.Builder
+	for _, name := range slices.Sorted(maps.Keys(item)) {
+		fmt.Fprintf(&b, "%s=%q ", name, itemString(item, name))
+	}
+	return strings.TrimSpace(b.String())
+}
+
+// queueExists reports whether agent id's queue exists.
+func queueExists(t *testing.T, s *Store, id string) bool {
+	t.Helper()
+	_, q := clients(s)
+	_, err := q.GetQueueUrl(testContext(t), &sqs.GetQueueUrlInput{QueueName: aws.String(queueName(id))})
+	return err == nil
+}
+
+// putPendingRow writes agent arn's row pending under claim, claimed at.
+func putPendingRow(t *testing.T, s *Store, arn, claim string, at time.Time) {
+	t.Helper()
+	putAgentItem(t, s, map[string]types.AttributeValue{
+		attrAgentID:     attrS(agentID(arn)),
+		attrResourceARN: attrS(arn),
+		attrStatus:      attrS(statusPending),
+		attrClaim:       attrS(claim),
+		attrClaimedAt:   attrS(formatTime(at)),
+	})
+}
+
+// putAgentItem writes item into s's Agents table.
+func putAgentItem(t *testing.T, s *Store, item map[string]types.AttributeValue) {
+	t.Helper()
+	db, _ := clients(s)
+	if _, err := db.PutItem(testContext(t), &dynamodb.PutItemInput{TableName: aws.String(s.tables.Agents), Item: item}); err != nil {
+		t.Fatalf("PutItem: %v", err)
+	}
+}
+
+// TestRegisterAgentFailures injects failures the emulator cannot produce
+// into otherwise real clients, and checks what is left afterwards.
+func TestRegisterAgentFailures(t *testing.T) {
+	t.Parallel()
+	s := newTestStore(t)
+	_, q := clients(s)
+	internal := &smithy.GenericAPIError{Code: "InternalServerError", Message: "injected"}
+	conditionFailed := &types.ConditionalCheckFailedException{Message: aws.String("injected")}
+	for _, tc := range []struct {
+		name   string
+		faults map[string]fault // of the DynamoDB client
+		queues agentQueues      // nil for the real client
+		// account is where fanout runs; zero for the store's.
+		account Account
+		// wantErr is the error wanted, nil for success; wantMsg is part of
+		// the *PrincipalError's message wanted.
+		wantErr error
+		wantMsg string
+		// What exists afterwards: an agent (an active row), a pending row,
+		// the agent's queue. No row at all unless one of the first two.
+		wantAgent, wantPending, wantQueue bool
+		noCreate                          bool // CreateQueue must not be called
+	}{
+		{
+			name:     "claim fails: nothing written",
+			faults:   map[string]fault{opClaim: {err: internal}},
+			wantErr:  internal,
+			noCreate: true,
+		},
+		{
+			name:     "claim lands but its answer is lost: claim released",
+			faults:   map[string]fault{opClaim: {err: internal, write: true}},
+			wantErr:  internal,
+			noCreate: true,
+		},
+		{
+			name:      "claim lands and the SDK's retry fails its condition: registered",
+			faults:    map[string]fault{opClaim: {err: conditionFailed, write: true}},
+			wantAgent: true,
+			wantQueue: true,
+		},
+		{
+			name:    "activation fails: queue and row deleted",
+			faults:  map[string]fault{opActivate: {err: internal}},
+			wantErr: internal,
+		},
+		{
+			name:    "activation fails as the caller gives up: deleted all the same",
+			faults:  map[string]fault{opActivate: {err: context.Canceled, cancel: true}},
+			wantErr: context.Canceled,
+		},
+		{
+			name:      "activation lands but its answer is lost: agent returned, queue kept",
+			faults:    map[string]fault{opActivate: {err: internal, write: true}},
+			wantAgent: true,
+			wantQueue: true,
+		},
+		{
+			name:      "activation lands and the SDK's retry fails its condition: agent returned",
+			faults:    map[string]fault{opActivate: {err: conditionFailed, write: true}},
+			wantAgent: true,
+			wantQueue: true,
+		},
+		{
+			name:        "activation and renewal fail: queue and pending row kept for a later takeover",
+			faults:      map[string]fault{opActivate: {err: internal}, opRenew: {err: internal}},
+			wantErr:     internal,
+			wantPending: true,
+			wantQueue:   true,
+		},
+		{
+			name:        "activation and release fail: queue deleted, pending row kept",
+			faults:      map[string]fault{opActivate: {err: internal}, opRelease: {err: internal}},
+			wantErr:     internal,
+			wantPending: true,
+		},
+		{
+			name:    "queue deleted recently: retry later, row deleted",
+			queues:  failingCreate{agentQueues: q, err: &sqstypes.QueueDeletedRecently{Message: aws.String("injected")}},
+			wantErr: ErrRetryLater,
+		},
+		{
+			name: "queue deleted recently, legacy code: retry later, row deleted",
+			queues: failingCreate{agentQueues: q, err: &smithy.GenericAPIError{
+				Code: "AWS.SimpleQueueService.QueueDeletedRecently", Message: "injected",
+			}},
+			wantErr: ErrRetryLater,
+		},
+		{
+			name:    "queue creation fails: row deleted",
+			queues:  failingCreate{agentQueues: q, err: internal},
+			wantErr: internal,
+		},
+		{
+			name:     "principal in another partition: refused before any AWS call",
+			account:  Account{Partition: "aws-cn", Region: "cn-north-1", ID: "111122223333"},
+			wantErr:  ErrInvalidPrincipal,
+			wantMsg:  "is in partition aws but fanout runs in partition aws-cn",
+			noCreate: true,
+		},
+		{
+			name: "SQS rejects the policy's principal: invalid principal, nothing written",
+			queues: failingCreate{agentQueues: q, err: &sqstypes.InvalidAttributeValue{
+				Message: aws.String("Invalid value for the parameter Policy."),
+			}},
+			wantErr: ErrInvalidPrincipal,
+			wantMsg: "SQS rejected the queue policy for principal arn:aws:iam::123456789012:role/",
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithCancel(testContext(t))
+			defer cancel()
+			arn := roleARN(t)
+			id := agentID(arn)
+			db, _ := clients(s)
+			queues := &countingCreates{agentQueues: q}
+			if tc.queues != nil {
+				queues.agentQueues = tc.queues
+			}
+			r := testRegistrar(s, faultyItems{agentItems: db, faults: tc.faults, cancel: cancel}, queues)
+			if tc.account != (Account{}) {
+				r.account = tc.account
+			}
+
+			a, err := r.register(ctx, arn)
+			switch {
+			case tc.wantErr == nil && err != nil:
+				t.Fatalf("register: %v", err)
+			case tc.wantErr != nil && (!errors.Is(err, tc.wantErr) || !strings.Contains(err.Error(), id)):
+				t.Fatalf("register error = %v, want %v naming agent %s", err, tc.wantErr, id)
+			case tc.wantErr == nil && (a.ID != id || a.QueueURL == "" || a.CreatedAt.IsZero()):
+				t.Errorf("register = %+v, want agent %s with a queue and createdAt", a, id)
+			}
+			if pe, ok := errors.AsType[*PrincipalError](err); tc.wantMsg != "" && (!ok || !strings.Contains(pe.Msg, tc.wantMsg) || strings.Contains(pe.Msg, id)) {
+				t.Errorf("register error = %v, want a *PrincipalError whose message says %q and names no agent id", err, tc.wantMsg)
+			}
+			if got := queues.n.Load(); (got == 0) != tc.noCreate {
+				t.Errorf("CreateQueue called %d times, want none: %v", got, tc.noCreate)
+			}
+
+			stored, err := s.Agent(testContext(t), id)
+			if gotAgent := err == nil; gotAgent != tc.wantAgent || (gotAgent && stored != a) {
+				t.Errorf("Agent = %+v, %v; want an agent: %v, the one returned (%+v)", stored, err, tc.wantAgent, a)
+			}
+			item := agentItem(t, s, id)
+			if pending := itemString(item, attrStatus) == statusPending; pending != tc.wantPending || (item != nil) != (tc.wantAgent || tc.wantPending) {
+				t.Errorf("agent row %s: want a pending row: %v, any row: %v", describeItem(item), tc.wantPending, tc.wantAgent || tc.wantPending)
+			}
+			if got := queueExists(t, s, id); got != tc.wantQueue {
+				t.Errorf("queue exists: %v, want %v", got, tc.wantQueue)
+			}
+		})
+	}
+}
+
+// TestRegisterAgentRace replays, step by step, registrations of one ARN that
+// interleave with a failing or stalled owner: call A claims the row and
+// creates the queue, and B arrives while A's activation is under way. The
+// queue must survive whatever A does then, under the agent B returns.
+func TestRegisterAgentRace(t *testing.T) {
+	t.Parallel()
+	s := newTestStore(t)
+	internal := &smithy.GenericAPIError{Code: "InternalServerError", Message: "injected"}
+	for _, tc := range []struct {
+		name string
+		// activate is the fault of A's activation (its before is set
+		// here); nil err lets it through to DynamoDB.
+		activate fault
+		// bWaitsForA: B's first pause lets A's activation go on and lasts
+		// until A has returned. Otherwise A's activation waits until B has
+		// returned, and A's clock runs a minute behind, so that B finds
+		// A's claim abandoned once it has waited agentWaitTimeout.
+		bWaitsForA bool
+		wantAErr   error // nil: A returns B's agent
+	}{
+		{
+			// The reviewed bug: A's clean-up deleted the queue B had
+			// registered in the meantime. Now B waits for A's claim, and
+			// A's clean-up ends before B claims the row in its turn.
+			name:       "A's activation fails while B waits: A cleans up, then B registers",
+			activate:   fault{err: internal},
+			bWaitsForA: true,
+			wantAErr:   internal,
+		},
+		{
+			name:     "A stalls and B takes over: A's activation then fails on its moved claim and deletes nothing",
+			activate: fault{},
+		},
+		{
+			name:     "A stalls and B takes over: A's activation then fails transiently and deletes nothing",
+			activate: fault{err: internal},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := testContext(t)
+			arn := roleARN(t)
+			id := agentID(arn)
+			db, q := clients(s)
+
+			activating := make(chan struct{}) // closed when A's activation starts
+			proceed := make(chan struct{})    // closed to let A's activation go on
+			var once sync.Once
+			letAProceed := func() { once.Do(func() { close(proceed) }) }
+			activate := tc.activate
+			activate.before = func() {
+				close(activating)
+				select {
+				case <-proceed:
+				case <-ctx.Done():
+				}
+			}
+			a := testRegistrar(s, faultyItems{agentItems: db, faults: map[string]fault{opActivate: activate}}, q)
+			if !tc.bWaitsForA {
+				behind := s.now
+				a.now = func() time.Time { return behind().Add(-time.Minute) }
+			}
+			var aAgent Agent
+			var aErr error
+			aDone := make(chan struct{})
+			go func() {
+				defer close(aDone)
+				aAgent, aErr = a.register(ctx, arn)
+			}()
+			select {
+			case <-activating:
+			case <-ctx.Done():
+				t.Fatal("A never activated")
+			}
+
+			b := testRegistrar(s, db, q)
+			var bPauses atomic.Int32
+			b.sleep = func(ctx context.Context, _ time.Duration) error {
+				bPauses.Add(1)
+				if tc.bWaitsForA {
+					letAProceed()
+					select {
+					case <-aDone:
+					case <-ctx.Done():
+					}
+				}
+				return ctx.Err()
+			}
+			bAgent, bErr := b.register(ctx, arn)
+			letAProceed()
+			<-aDone
+
+			if bErr != nil || bAgent.ID != id {
+				t.Fatalf("B's register = %+v, %v; want agent %s", bAgent, bErr, id)
+			}
+			if bPauses.Load() == 0 {
+				t.Errorf("B never waited for A's claim")
+			}
+			switch {
+			case tc.wantAErr != nil && !errors.Is(aErr, tc.wantAErr):
+				t.Errorf("A's register = %+v, %v; want error %v", aAgent, aErr, tc.wantAErr)
+			case tc.wantAErr == nil && (aErr != nil || aAgent != bAgent):
+				t.Errorf("A's register = %+v, %v; want B's agent %+v", aAgent, aErr, bAgent)
+			}
+			if stored, err := s.Agent(ctx, id); err != nil || stored != bAgent {
+				t.Errorf("Agent = %+v, %v; want B's agent %+v", stored, err, bAgent)
+			}
+			if _, err := q.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: aws.String(bAgent.QueueURL)}); err != nil {
+				t.Errorf("queue %s of the registered agent: %v, want it to exist", bAgent.QueueURL, err)
+			}
+		})
+	}
+}
+
+// TestRegisterAgentPendingRow: a registration finding a row pending waits
+// agentWaitTimeout for it, then takes over a claim abandoned for
+// agentClaimStale and completes the registration (with the queue its dead
+// owner created, if any), or leaves a younger claim alone.
+func TestRegisterAgentPendingRow(t *testing.T) {
+	t.Parallel()
+	s := newTestStore(t)
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	internal := &smithy.GenericAPIError{Code: "InternalServerError", Message: "injected"}
+	const maxPolls = int(agentWaitTimeout / agentPollInterval)
+	for _, tc := range []struct {
+		name         string
+		age          time.Duration    // of the pending row's claim
+		queue        bool             // the claim's owner created the queue
+		realPause    time.Duration    // > 0: pause for real, the caller giving up after it
+		faults       map[string]fault // of the DynamoDB client
+		wantErr      error            // nil: registered
+		wantTakeOver bool
+	}{
+		{name: "abandoned with its queue: taken over", age: time.Minute, queue: true, wantTakeOver: true},
+		{name: "abandoned before its queue: taken over", age: time.Minute, wantTakeOver: true},
+		{name: "abandoned just now: taken over", age: agentClaimStale, wantTakeOver: true},
+		{name: "almost abandoned: retry later", age: agentClaimStale - time.Millisecond, wantErr: ErrRetryLater},
+		{name: "fresh: retry later", age: time.Second, queue: true, wantErr: ErrRetryLater},
+		{
+			name: "taken over though the answer is lost", age: time.Minute, wantTakeOver: true,
+			faults: map[string]fault{opTakeOver: {err: &types.ConditionalCheckFailedException{Message: aws.String("injected")}, write: true}},
+		},
+		{
+			name: "takeover fails: row left alone", age: time.Minute,
+			faults:  map[string]fault{opTakeOver: {err: internal}},
+			wantErr: internal,
+		},
+		{name: "caller gives up while waiting", age: time.Second, realPause: 3 * agentPollInterval, wantErr: context.DeadlineExceeded},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			arn := roleARN(t)
+			id := agentID(arn)
+			db, q := clients(s)
+			const deadOwner = "dead-owner"
+			putPendingRow(t, s, arn, deadOwner, now.Add(-tc.age))
+			if tc.queue {
+				policy, err := queuePolicy(s.account, arn, queueName(id))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := createQueue(testContext(t), q, id, arn, policy); err != nil {
+					t.Fatalf("createQueue: %v", err)
+				}
+			}
+			creates := &countingCreates{agentQueues: q}
+			r := testRegistrar(s, faultyItems{agentItems: db, faults: tc.faults}, creates)
+			r.now = func() time.Time { return now }
+			var pauses []time.Duration
+			r.sleep = func(ctx context.Context, d time.Duration) error {
+				pauses = append(pauses, d)
+				return ctx.Err()
+			}
+			ctx := testContext(t)
+			if tc.realPause > 0 {
+				r.sleep = pause
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, tc.realPause)
+				defer cancel()
+			}
+
+			a, err := r.register(ctx, arn)
+			switch {
+			case tc.wantErr == nil && (err != nil || a.ID != id || a.CreatedAt != now):
+				t.Fatalf("register = %+v, %v; want agent %s created at %v", a, err, id, now)
+			case tc.wantErr != nil && (!errors.Is(err, tc.wantErr) || !strings.Contains(err.Error(), id)):
+				t.Fatalf("register = %+v, %v; want error %v naming %s", a, err, tc.wantErr, id)
+			}
+			if tc.realPause == 0 && (len(pauses) != maxPolls || slices.ContainsFunc(pauses, func(d time.Duration) bool { return d != agentPollInterval })) {
+				t.Errorf("paused %v, want %d pauses of %v", pauses, maxPolls, agentPollInterval)
+			}
+			item := agentItem(t, s, id)
+			claim, status := itemString(item, attrClaim), itemString(item, attrStatus)
+			if tc.wantTakeOver {
+				if stored, err := s.Agent(testContext(t), id); err != nil || stored != a {
+					t.Errorf("Agent = %+v, %v; want %+v", stored, err, a)
+				}
+				if status != statusActive || claim == deadOwner {
+					t.Errorf("row %s: want it active under a claim other than %s", describeItem(item), deadOwner)
+				}
+				if !queueExists(t, s, id) {
+					t.Errorf("queue of agent %s does not exist", id)
+				}
+				return
+			}
+			if status != statusPending || claim != deadOwner || itemString(item, attrClaimedAt) != formatTime(now.Add(-tc.age)) {
+				t.Errorf("row %s: want it still pending under claim %s, unchanged", describeItem(item), deadOwner)
+			}
+			if n := creates.n.Load(); n != 0 {
+				t.Errorf("CreateQueue called %d times under another's claim, want 0", n)
+			}
+			if got := queueExists(t, s, id); got != tc.queue {
+				t.Errorf("queue exists: %v, want %v (untouched)", got, tc.queue)
+			}
+		})
+	}
+}
+
+// TestAgentRows: Agent finds only active rows, and rows written before
+// registration claimed rows (no status) count as active; RegisterAgent
+// returns those without creating a queue.
+func TestAgentRows(t *testing.T) {
+	t.Parallel()
+	s := newTestStore(t)
+	created := time.Now().UTC().Truncate(time.Millisecond)
+	for _, tc := range []struct {
+		name    string
+		item    func(a Agent) map[string]types.AttributeValue // the row of agent a
+		wantErr error                                         // nil: Agent returns a; errAny: some error
+	}{
+		{
+			name: "active",
+			item: func(a Agent) map[string]types.AttributeValue {
+				return map[string]types.AttributeValue{
+					attrAgentID: attrS(a.ID), attrResourceARN: attrS(a.ResourceARN), attrQueueURL: attrS(a.QueueURL),
+					attrCreatedAt: attrS(formatTime(a.CreatedAt)), attrStatus: attrS(statusActive),
+					attrClaim: attrS("c"), attrClaimedAt: attrS(formatTime(a.CreatedAt)),
+				}
+			},
+		},
+		{
+			name: "without status, as written before claims",
+			item: func(a Agent) map[string]types.AttributeValue {
+				return map[string]types.AttributeValue{
+					attrAgentID: attrS(a.ID), attrResourceARN: attrS(a.ResourceARN), attrQueueURL: attrS(a.QueueURL),
+					attrCreatedAt: attrS(formatTime(a.CreatedAt)),
+				}
+			},
+		},
+		{
+			name: "pending: not found",
+			item: func(a Agent) map[string]types.AttributeValue {
+				return map[string]types.AttributeValue{
+					attrAgentID: attrS(a.ID), attrResourceARN: attrS(a.ResourceARN), attrStatus: attrS(statusPending),
+					attrClaim: attrS("c"), attrClaimedAt: attrS(formatTime(a.CreatedAt)),
+				}
+			},
+			wantErr: ErrNotFound,
+		},
+		{
+			name: "without status or queue: malformed",
+			item: func(a Agent) map[string]types.AttributeValue {
+				return map[string]types.AttributeValue{attrAgentID: attrS(a.ID), attrResourceARN: attrS(a.ResourceARN)}
+			},
+			wantErr: errAny,
+		},
+		{
+			name: "unknown status: malformed",
+			item: func(a Agent) map[string]types.AttributeValue {
+				return map[string]types.AttributeValue{
+					attrAgentID: attrS(a.ID), attrResourceARN: attrS(a.ResourceARN), attrQueueURL: attrS(a.QueueURL),
+					attrCreatedAt: attrS(formatTime(a.CreatedAt)), attrStatus: attrS("deleted"),
+				}
+			},
+			wantErr: errAny,
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := testContext(t)
+			arn := roleARN(t)
+			id := agentID(arn)
+			want := Agent{ID: id, QueueURL: "http://localhost:4566/000000000000/" + queueName(id), ResourceARN: arn, CreatedAt: created}
+			putAgentItem(t, s, tc.item(want))
+
+			got, err := s.Agent(ctx, id)
+			switch {
+			case tc.wantErr == nil && (err != nil || got != want):
+				t.Errorf("Agent = %+v, %v; want %+v", got, err, want)
+			case tc.wantErr == errAny && (err == nil || errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), id)):
+				t.Errorf("Agent = %+v, %v; want an error naming %s other than ErrNotFound", got, err, id)
+			case tc.wantErr != nil && tc.wantErr != errAny && !errors.Is(err, tc.wantErr):
+				t.Errorf("Agent = %+v, %v; want %v", got, err, tc.wantErr)
+			}
+			if tc.wantErr != nil {
+				return
+			}
+			db, q := clients(s)
+			creates := &countingCreates{agentQueues: q}
+			if got, err := testRegistrar(s, db, creates).register(ctx, arn); err != nil || got != want || creates.n.Load() != 0 {
+				t.Errorf("register = %+v, %v after %d CreateQueue calls; want %+v after none", got, err, creates.n.Load(), want)
+			}
+		})
+	}
+}
+
+// errAny stands for any error in a table of wanted errors.
+var errAny = errors.New("any error")
+
+// TestAgentPendingNotRemembered: a pending agent, not found, is found once
+// its registration completes.
+func TestAgentPendingNotRemembered(t *testing.T) {
+	t.Parallel()
+	s := newTestStore(t)
+	ctx := testContext(t)
+	arn := roleARN(t)
+	id := agentID(arn)
+	putPendingRow(t, s, arn, "owner", time.Now().Add(-time.Hour))
+	if _, err := s.Agent(ctx, id); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Agent(pending) = %v, want ErrNotFound", err)
+	}
+	db, q := clients(s)
+	a, err := testRegistrar(s, db, q).register(ctx, arn) // takes the hour-old claim over
+	if err != nil {
+		t.Fatalf("register: %v", err)
+	}
+	if got, err := s.Agent(ctx, id); err != nil || got != a {
+		t.Errorf("Agent = %+v, %v; want %+v", got, err, a)
+	}
+}
+
 // TestAgentRemembered: a found agent is read from DynamoDB once per Store;
 // an unknown one is asked for every time (it may be registered meanwhile).
+// A registered agent is remembered too.
 func TestAgentRemembered(t *testing.T) {
 	t.Parallel()
 	s := newTestStore(t)
@@ -429,7 +926,10 @@ func TestAgentRemembered(t *testing.T) {
 		})
 	})
 	ctx := testContext(t)
-	a, err := s.RegisterAgent(ctx, "arn:aws:iam::123456789012:role/remembered")
+	// Another Store (another task) registers the agent.
+	other := *s
+	other.known = &agentCache{}
+	a, err := other.RegisterAgent(ctx, roleARN(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -442,6 +942,16 @@ func TestAgentRemembered(t *testing.T) {
 	}
 	if n := gets.Load() - before; n != 1 {
 		t.Errorf("3 lookups of one agent made %d GetItem calls, want 1", n)
+	}
+	before = gets.Load()
+	if got, err := other.Agent(ctx, a.ID); err != nil || got != a {
+		t.Fatalf("Agent = %+v, %v; want %+v", got, err, a)
+	}
+	if got, err := other.RegisterAgent(ctx, a.ResourceARN); err != nil || got != a {
+		t.Fatalf("RegisterAgent again = %+v, %v; want %+v", got, err, a)
+	}
+	if n := gets.Load() - before; n != 0 {
+		t.Errorf("lookup and registration of an agent its Store registered made %d GetItem calls, want 0", n)
 	}
 	unknown := uuid.NewString()
 	before = gets.Load()

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -24,24 +23,34 @@ const eventTTL = 7 * 24 * time.Hour
 // single PutItem on purpose: the table's stream then carries one record per
 // new event, and a caller that writes one subscriber's events one at a time
 // gets them in the stream in that order.
+//
+// The error wraps ErrRejected when the event can never be written: a
+// subscriber, producer or event id or the timestamp is missing, the item
+// would be over DynamoDB's 400 KB or its keys too long (checked without
+// calling AWS, since records put straight into Kinesis bypass the API's
+// limits), or DynamoDB refuses the item as invalid.
 func (s *Store) PutEvent(ctx context.Context, e Event) (created bool, err error) {
-	if e.SubscriberID == "" || e.EventID == "" || e.Timestamp == "" {
-		return false, fmt.Errorf("put event %s for subscriber %s: subscriber id, event id and timestamp are required", e.EventID, e.SubscriberID)
+	if e.SubscriberID == "" || e.ProducerID == "" || e.EventID == "" || e.Timestamp == "" {
+		return false, fmt.Errorf("put event %s of producer %s for subscriber %s: %w: subscriber id, producer id, event id and timestamp are required", e.EventID, e.ProducerID, e.SubscriberID, ErrRejected)
+	}
+	item := map[string]types.AttributeValue{
+		attrSubscriberID:   attrS(e.SubscriberID),
+		attrEventSortKey:   attrS(eventSortKey(e)),
+		attrEventID:        attrS(e.EventID),
+		attrProducerID:     attrS(e.ProducerID),
+		attrEventType:      attrS(e.EventType),
+		attrEventTimestamp: attrS(e.Timestamp),
+		attrData:           attrS(string(e.Data)),
+		attrShardID:        attrS(e.ShardID),
+		attrSeq:            attrS(e.Seq),
+		attrExpiresAt:      attrN(s.now().Add(eventTTL).Unix()),
+	}
+	if err := checkItem(item, attrSubscriberID, attrEventSortKey); err != nil {
+		return false, fmt.Errorf("put event %s of producer %s for subscriber %s: %w", e.EventID, e.ProducerID, e.SubscriberID, err)
 	}
 	_, err = s.db.PutItem(ctx, &dynamodb.PutItemInput{
-		TableName: aws.String(s.tables.SubscriberEvents),
-		Item: map[string]types.AttributeValue{
-			attrSubscriberID:   attrS(e.SubscriberID),
-			attrEventSortKey:   attrS(eventSortKey(e)),
-			attrEventID:        attrS(e.EventID),
-			attrProducerID:     attrS(e.ProducerID),
-			attrEventType:      attrS(e.EventType),
-			attrEventTimestamp: attrS(e.Timestamp),
-			attrData:           attrS(string(e.Data)),
-			attrShardID:        attrS(e.ShardID),
-			attrSeq:            attrS(e.Seq),
-			attrExpiresAt:      &types.AttributeValueMemberN{Value: strconv.FormatInt(s.now().Add(eventTTL).Unix(), 10)},
-		},
+		TableName:                aws.String(s.tables.SubscriberEvents),
+		Item:                     item,
 		ConditionExpression:      aws.String("attribute_not_exists(#k)"),
 		ExpressionAttributeNames: map[string]string{"#k": attrSubscriberID},
 	})
@@ -51,14 +60,17 @@ func (s *Store) PutEvent(ctx context.Context, e Event) (created bool, err error)
 	case hasCode(err, codeConditionalCheckFailed):
 		return false, nil
 	}
-	return false, fmt.Errorf("put event %s for subscriber %s into table %s: %w", e.EventID, e.SubscriberID, s.tables.SubscriberEvents, err)
+	return false, fmt.Errorf("put event %s of producer %s for subscriber %s into table %s: %w", e.EventID, e.ProducerID, e.SubscriberID, s.tables.SubscriberEvents, rejectable(err))
 }
 
-// eventSortKey is the timestamp as published, '#' and the event id: events
-// sort by time (timestamps are RFC 3339 UTC with milliseconds) and two
-// events of one millisecond keep separate items.
+// eventSortKey is the timestamp as published, '#', the producer id, '#' and
+// the event id. Events sort by time (timestamps are RFC 3339 UTC with
+// milliseconds), and events of one millisecond keep separate items even
+// when two producers chose the same event id. The key is unique as long
+// as timestamps and event ids have no '#', which the pipeline's (RFC 3339
+// timestamps, event ids of A-Z a-z 0-9 . _ : -) do not.
 func eventSortKey(e Event) string {
-	return e.Timestamp + "#" + e.EventID
+	return e.Timestamp + "#" + e.ProducerID + "#" + e.EventID
 }
 
 // DecodeEventImage decodes the NewImage of a SubscriberEvents stream record,

@@ -2,8 +2,10 @@ package store
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -15,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodbstreams"
 	streamtypes "github.com/aws/aws-sdk-go-v2/service/dynamodbstreams/types"
+	"github.com/aws/smithy-go"
 
 	"github.com/fanout/fanout/internal/awstest"
 )
@@ -58,16 +61,54 @@ func TestPutEventReplay(t *testing.T) {
 	}
 }
 
-// TestPutEventSameMillisecond writes two events of one subscriber with one
-// timestamp: both are kept.
+// TestPutEventSameMillisecond writes pairs of events of one subscriber
+// with one timestamp: both are kept, as separate items.
 func TestPutEventSameMillisecond(t *testing.T) {
 	t.Parallel()
-	s := newTestStore(t)
-	ctx := testContext(t)
-	for _, id := range []string{"ev-a", "ev-b"} {
-		if created, err := s.PutEvent(ctx, testEvent("sub-1", id)); err != nil || !created {
-			t.Errorf("PutEvent(%s) = %v, %v; want true, nil", id, created, err)
-		}
+	ofProducer := func(producer, id string) Event {
+		e := testEvent("sub-1", id)
+		e.ProducerID = producer
+		return e
+	}
+	for _, tc := range []struct {
+		name string
+		a, b Event
+	}{
+		{"one producer, two event ids", ofProducer("p-1", "ev-a"), ofProducer("p-1", "ev-b")},
+		{"two producers, one event id", ofProducer("p-1", "ev-1"), ofProducer("p-2", "ev-1")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s := newTestStore(t)
+			ctx := testContext(t)
+			for _, e := range []Event{tc.a, tc.b} {
+				if created, err := s.PutEvent(ctx, e); err != nil || !created {
+					t.Errorf("PutEvent(producer %s, event %s) = %v, %v; want true, nil", e.ProducerID, e.EventID, created, err)
+				}
+			}
+			db, _ := clients(s)
+			out, err := db.Query(ctx, &dynamodb.QueryInput{
+				TableName:                 aws.String(s.tables.SubscriberEvents),
+				KeyConditionExpression:    aws.String("subscriberId = :s"),
+				ExpressionAttributeValues: map[string]types.AttributeValue{":s": &types.AttributeValueMemberS{Value: "sub-1"}},
+				ConsistentRead:            aws.Bool(true),
+			})
+			if err != nil {
+				t.Fatalf("Query: %v", err)
+			}
+			var got []string
+			for _, it := range out.Items {
+				p, _ := it["producerId"].(*types.AttributeValueMemberS)
+				id, _ := it["eventId"].(*types.AttributeValueMemberS)
+				if p != nil && id != nil {
+					got = append(got, p.Value+"/"+id.Value)
+				}
+			}
+			slices.Sort(got)
+			if want := []string{tc.a.ProducerID + "/" + tc.a.EventID, tc.b.ProducerID + "/" + tc.b.EventID}; !slices.Equal(got, want) {
+				t.Errorf("subscriber's items are events %v, want %v", got, want)
+			}
+		})
 	}
 }
 
@@ -86,7 +127,7 @@ func TestPutEventItem(t *testing.T) {
 		TableName: aws.String(s.tables.SubscriberEvents),
 		Key: map[string]types.AttributeValue{
 			"subscriberId": &types.AttributeValueMemberS{Value: "sub-1"},
-			"timestamp":    &types.AttributeValueMemberS{Value: "2026-07-01T12:00:00.000Z#ev-1"},
+			"timestamp":    &types.AttributeValueMemberS{Value: "2026-07-01T12:00:00.000Z#producer-1#ev-1"},
 		},
 		ConsistentRead: aws.Bool(true),
 	})
@@ -99,18 +140,70 @@ func TestPutEventItem(t *testing.T) {
 	}
 }
 
-func TestPutEventRequiresKey(t *testing.T) {
+// TestPutEventRejected gives PutEvent events DynamoDB would refuse: each
+// fails as ErrRejected without a call to AWS (the Store has no clients).
+func TestPutEventRejected(t *testing.T) {
 	t.Parallel()
-	s := newTestStore(t)
-	for _, e := range []Event{
-		{EventID: "e", Timestamp: "2026-07-01T12:00:00.000Z"},
-		{SubscriberID: "s", Timestamp: "2026-07-01T12:00:00.000Z"},
-		{SubscriberID: "s", EventID: "e"},
+	s := New(nil, nil, Tables{SubscriberEvents: "unused"}, testAccount)
+	with := func(f func(*Event)) Event {
+		e := testEvent("sub-1", "ev-1")
+		f(&e)
+		return e
+	}
+	for _, tc := range []struct {
+		name string
+		e    Event
+		want string // in the error
+	}{
+		{"no subscriber id", with(func(e *Event) { e.SubscriberID = "" }), "required"},
+		{"no producer id", with(func(e *Event) { e.ProducerID = "" }), "required"},
+		{"no event id", with(func(e *Event) { e.EventID = "" }), "required"},
+		{"no timestamp", with(func(e *Event) { e.Timestamp = "" }), "required"},
+		{"item over 400 KB", with(func(e *Event) { e.Data = jsonString(maxItemBytes) }), "item is"},
+		{"item over 400 KB once invalid UTF-8 is replaced", with(func(e *Event) { e.Data = json.RawMessage(strings.Repeat("\xff", 140_000)) }), "item is"},
+		{"sort key too long", with(func(e *Event) { e.EventID = strings.Repeat("e", maxSortKeyBytes) }), "key attribute timestamp"},
+		{"partition key too long", with(func(e *Event) { e.SubscriberID = strings.Repeat("s", maxPartitionKeyBytes+1) }), "key attribute subscriberId"},
 	} {
-		if _, err := s.PutEvent(testContext(t), e); err == nil {
-			t.Errorf("PutEvent(%+v) = nil error, want one", e)
+		created, err := s.PutEvent(testContext(t), tc.e)
+		if created || !errors.Is(err, ErrRejected) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: PutEvent = %v, %v; want false and ErrRejected saying %q", tc.name, created, err, tc.want)
 		}
 	}
+}
+
+// TestPutEventLarge writes an event just under DynamoDB's item limit: the
+// size check does not refuse what DynamoDB takes.
+func TestPutEventLarge(t *testing.T) {
+	t.Parallel()
+	s := newTestStore(t)
+	e := testEvent("sub-1", "ev-1")
+	e.Data = jsonString(maxItemBytes - 1024)
+	if created, err := s.PutEvent(testContext(t), e); err != nil || !created {
+		t.Fatalf("PutEvent(%d bytes of data) = %v, %v; want true, nil", len(e.Data), created, err)
+	}
+	if got := decodeRecord(t, streamRecords(t, s, 1)[0]); !reflect.DeepEqual(got, e) {
+		t.Errorf("streamed event differs from the one written (data %d bytes, want %d)", len(got.Data), len(e.Data))
+	}
+}
+
+// TestPutEventRefusedByDynamoDB makes DynamoDB itself refuse an item (the
+// emulator enforces neither the item size nor key lengths, but checks the
+// key schema: here the table is the dead letters', keyed by id). The error
+// is ErrRejected and keeps DynamoDB's answer.
+func TestPutEventRefusedByDynamoDB(t *testing.T) {
+	t.Parallel()
+	s := newTestStore(t)
+	s.tables.SubscriberEvents = s.tables.DeadLetters
+	_, err := s.PutEvent(testContext(t), testEvent("sub-1", "ev-1"))
+	var ae smithy.APIError
+	if !errors.Is(err, ErrRejected) || !errors.As(err, &ae) || ae.ErrorCode() != "ValidationException" {
+		t.Errorf("PutEvent into a table of another key schema = %v; want ErrRejected wrapping a ValidationException", err)
+	}
+}
+
+// jsonString is a JSON string value of n bytes.
+func jsonString(n int) json.RawMessage {
+	return json.RawMessage(`"` + strings.Repeat("x", n-2) + `"`)
 }
 
 // TestDecodeEventImageRoundTrip writes events, reads them back from the
@@ -156,7 +249,7 @@ func TestDecodeEventImageErrors(t *testing.T) {
 	valid := map[string]any{
 		"eventId": "e", "producerId": "p", "subscriberId": "s", "eventType": "t",
 		"eventTimestamp": "2026-07-01T12:00:00.000Z", "data": `{}`, "shardId": "sh", "seq": "1",
-		"timestamp": "2026-07-01T12:00:00.000Z#e", "expiresAt": 1.7e9,
+		"timestamp": "2026-07-01T12:00:00.000Z#p#e", "expiresAt": 1.7e9,
 	}
 	without := func(k string) map[string]any {
 		m := map[string]any{}

@@ -3,8 +3,12 @@ package store
 import (
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/smithy-go"
@@ -31,6 +35,190 @@ const (
 func hasCode(err error, codes ...string) bool {
 	var ae smithy.APIError
 	return errors.As(err, &ae) && slices.Contains(codes, ae.ErrorCode())
+}
+
+// rejectable returns err wrapped with ErrRejected when rejected(err), and
+// err itself otherwise.
+func rejectable(err error) error {
+	if rejected(err) {
+		return fmt.Errorf("%w: %w", ErrRejected, err)
+	}
+	return err
+}
+
+// rejected reports whether err is AWS refusing the request itself, so that
+// sending it again cannot succeed: an API error that is the client's fault
+// and not one an operator or time can cure (see operatorFixable).
+//
+// The fault is the SDK's when it has a type for the error. Errors it has
+// no type for come with an unknown fault, DynamoDB's ValidationException
+// (item over 400 KB, key too long) among them; for those a 4xx HTTP status
+// other than 408 and 429 means the client's fault.
+func rejected(err error) bool {
+	var ae smithy.APIError
+	if !errors.As(err, &ae) || operatorFixable(ae.ErrorCode()) {
+		return false
+	}
+	var status interface{ HTTPStatusCode() int }
+	if errors.As(err, &status) {
+		switch code := status.HTTPStatusCode(); {
+		case code == http.StatusRequestTimeout, code == http.StatusTooManyRequests:
+			return false
+		case ae.ErrorFault() == smithy.FaultUnknown:
+			return code >= 400 && code < 500
+		}
+	}
+	return ae.ErrorFault() == smithy.FaultClient
+}
+
+// operatorFixable reports whether an AWS error code, though the client's
+// fault, goes away without changing the request: throttling and capacity
+// (it passes), or a deployment error an operator fixes (permissions,
+// credentials, a KMS key, a missing table or queue). Such requests are
+// retried, not rejected: a misconfigured IAM policy then stalls the
+// pipeline visibly, in logs and alarms, instead of dead-lettering every
+// record until someone notices. Legacy SQS spellings are included.
+func operatorFixable(code string) bool {
+	switch code {
+	case
+		// Throttling and capacity.
+		"ThrottlingException", "Throttling", "ThrottledException", "RequestThrottledException",
+		"TooManyRequestsException", "ProvisionedThroughputExceededException", "RequestLimitExceeded",
+		"LimitExceededException", "BandwidthLimitExceeded", "SlowDown", "PriorRequestNotComplete",
+		"RequestThrottled", "AWS.SimpleQueueService.RequestThrottled", "OverLimit",
+		"KMSThrottlingException", "KmsThrottled", "KMS.ThrottlingException",
+		"TransactionConflictException", "TransactionInProgressException", "ReplicatedWriteConflictException",
+		"RequestTimeout", "RequestTimeoutException",
+		// Permissions and credentials.
+		"AccessDenied", "AccessDeniedException", "UnrecognizedClientException", "InvalidClientTokenId",
+		"InvalidSignatureException", "SignatureDoesNotMatch", "IncompleteSignature", "IncompleteSignatureException",
+		"MissingAuthenticationToken", "MissingAuthenticationTokenException", "ExpiredToken", "ExpiredTokenException",
+		"RequestExpired", "InvalidSecurity",
+		// KMS keys of encrypted queues and tables.
+		"KmsAccessDenied", "KMS.AccessDeniedException", "KmsDisabled", "KMS.DisabledException",
+		"KmsInvalidState", "KMS.InvalidStateException", "KmsNotFound", "KMS.NotFoundException",
+		"KmsOptInRequired", "KMS.OptInRequired", "KmsInvalidKeyUsage", "KMS.InvalidKeyUsageException",
+		// Missing tables and queues.
+		"ResourceNotFoundException", "TableNotFoundException", "ResourceInUseException",
+		codeQueueDoesNotExist, codeQueueDoesNotExistLegacy:
+		return true
+	}
+	return false
+}
+
+// DynamoDB limits checked before a write, so that an item AWS would refuse
+// fails as ErrRejected without a call.
+const (
+	// maxItemBytes is DynamoDB's item size limit, 400 KB.
+	maxItemBytes = 400 * 1024
+	// maxPartitionKeyBytes and maxSortKeyBytes are DynamoDB's limits on
+	// key values.
+	maxPartitionKeyBytes = 2048
+	maxSortKeyBytes      = 1024
+)
+
+// checkItem returns an error wrapping ErrRejected when DynamoDB would
+// refuse item: it is larger than maxItemBytes, or the string key attribute
+// partitionKey (or sortKey, unless "") is empty or longer than its limit.
+func checkItem(item map[string]types.AttributeValue, partitionKey, sortKey string) error {
+	keys := []struct {
+		name string
+		max  int
+	}{{partitionKey, maxPartitionKeyBytes}, {sortKey, maxSortKeyBytes}}
+	for _, k := range keys {
+		if k.name == "" {
+			continue
+		}
+		v, ok := item[k.name].(*types.AttributeValueMemberS)
+		switch {
+		case !ok || v.Value == "":
+			return fmt.Errorf("%w: key attribute %s is empty", ErrRejected, k.name)
+		case stringBytes(v.Value) > k.max:
+			return fmt.Errorf("%w: key attribute %s is %d bytes, DynamoDB takes at most %d", ErrRejected, k.name, stringBytes(v.Value), k.max)
+		}
+	}
+	if n := itemBytes(item); n > maxItemBytes {
+		return fmt.Errorf("%w: item is %d bytes, DynamoDB takes at most %d", ErrRejected, n, maxItemBytes)
+	}
+	return nil
+}
+
+// itemBytes is the size DynamoDB counts for item, rounded up: the UTF-8
+// bytes of every attribute name and value, numbers counted as their
+// decimal digits (DynamoDB counts half that), one byte more per attribute
+// and DynamoDB's documented overhead for lists and maps.
+func itemBytes(item map[string]types.AttributeValue) int {
+	n := 0
+	for name, v := range item {
+		n += stringBytes(name) + valueBytes(v) + 1
+	}
+	return n
+}
+
+// valueBytes is itemBytes for one value, without its name.
+func valueBytes(v types.AttributeValue) int {
+	switch v := v.(type) {
+	case *types.AttributeValueMemberS:
+		return stringBytes(v.Value)
+	case *types.AttributeValueMemberN:
+		return len(v.Value) + 1
+	case *types.AttributeValueMemberB:
+		return len(v.Value)
+	case *types.AttributeValueMemberL:
+		n := 3
+		for _, e := range v.Value {
+			n += valueBytes(e) + 1
+		}
+		return n
+	case *types.AttributeValueMemberM:
+		return 3 + itemBytes(v.Value)
+	case *types.AttributeValueMemberSS:
+		n := 3
+		for _, e := range v.Value {
+			n += stringBytes(e) + 1
+		}
+		return n
+	case *types.AttributeValueMemberNS:
+		n := 3
+		for _, e := range v.Value {
+			n += len(e) + 2
+		}
+		return n
+	case *types.AttributeValueMemberBS:
+		n := 3
+		for _, e := range v.Value {
+			n += len(e) + 1
+		}
+		return n
+	default: // BOOL, NULL
+		return 1
+	}
+}
+
+// stringBytes is the length of s as AWS stores it: the SDK sends each
+// invalid UTF-8 byte as U+FFFD, three bytes.
+func stringBytes(s string) int {
+	n := 0
+	for _, r := range s {
+		n += utf8.RuneLen(r)
+	}
+	return n
+}
+
+// truncateString returns s if it is at most limit bytes, and otherwise its
+// longest prefix of whole characters that, followed by suffix, takes at
+// most limit bytes, followed by suffix. Invalid UTF-8 becomes U+FFFD first.
+// limit must be at least len(suffix).
+func truncateString(s string, limit int, suffix string) string {
+	s = strings.ToValidUTF8(s, string(utf8.RuneError))
+	if len(s) <= limit {
+		return s
+	}
+	cut := limit - len(suffix)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:max(cut, 0)] + suffix
 }
 
 // formatTime renders t as stored.
@@ -89,5 +277,46 @@ func (r *reader) bytes(name string) []byte {
 	}
 }
 
+// number returns number attribute name, or absent when the item has none.
+func (r *reader) number(name string, absent int) int {
+	if r.err != nil {
+		return 0
+	}
+	switch v := r.item[name].(type) {
+	case nil:
+		return absent
+	case *types.AttributeValueMemberN:
+		n, err := strconv.Atoi(v.Value)
+		if err != nil {
+			r.err = fmt.Errorf("attribute %s: %w", name, err)
+		}
+		return n
+	default:
+		r.err = fmt.Errorf("attribute %s is not a number", name)
+		return 0
+	}
+}
+
+// boolean returns boolean attribute name, or false when the item has none.
+func (r *reader) boolean(name string) bool {
+	if r.err != nil {
+		return false
+	}
+	switch v := r.item[name].(type) {
+	case nil:
+		return false
+	case *types.AttributeValueMemberBOOL:
+		return v.Value
+	default:
+		r.err = fmt.Errorf("attribute %s is not a boolean", name)
+		return false
+	}
+}
+
 // attrS is a string attribute value.
 func attrS(v string) types.AttributeValue { return &types.AttributeValueMemberS{Value: v} }
+
+// attrN is a number attribute value.
+func attrN(v int64) types.AttributeValue {
+	return &types.AttributeValueMemberN{Value: strconv.FormatInt(v, 10)}
+}

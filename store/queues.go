@@ -25,11 +25,15 @@ type BatchFailure struct {
 // in one SendMessageBatch call, in slice order, and returns the entries SQS
 // did not take. It does not retry: the caller decides what to resend. When
 // the queue does not exist (whether SQS says so for the call or for an
-// entry) the error wraps ErrQueueMissing. Sending no
-// messages does nothing.
+// entry) the error wraps ErrQueueMissing. When SQS refuses the whole batch
+// as invalid (more than MaxBatch entries, entry ids not distinct, the
+// batch too long) the error wraps ErrRejected: sending the same batch
+// again fails again, though its messages may go through in smaller
+// batches. An entry SQS refuses on its own is a BatchFailure with
+// SenderFault set instead. Sending no messages does nothing.
 func (s *Store) SendMessages(ctx context.Context, queueURL string, msgs []Message) (failed []BatchFailure, err error) {
 	if len(msgs) > MaxBatch {
-		return nil, fmt.Errorf("send %d messages to queue %s: at most %d per batch", len(msgs), queueURL, MaxBatch)
+		return nil, fmt.Errorf("send %d messages to queue %s: %w: at most %d per batch", len(msgs), queueURL, ErrRejected, MaxBatch)
 	}
 	if len(msgs) == 0 {
 		return nil, nil
@@ -48,7 +52,7 @@ func (s *Store) SendMessages(ctx context.Context, queueURL string, msgs []Messag
 	case hasCode(err, codeQueueDoesNotExist, codeQueueDoesNotExistLegacy):
 		return nil, fmt.Errorf("send %d messages to queue %s: %w: %w", len(msgs), queueURL, ErrQueueMissing, err)
 	case err != nil:
-		return nil, fmt.Errorf("send %d messages to queue %s: %w", len(msgs), queueURL, err)
+		return nil, fmt.Errorf("send %d messages to queue %s: %w", len(msgs), queueURL, rejectable(err))
 	}
 	for _, f := range out.Failed {
 		code := aws.ToString(f.Code)

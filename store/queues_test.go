@@ -9,6 +9,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/smithy-go"
 )
 
 // testQueue registers an agent for t and returns its queue URL.
@@ -107,8 +108,24 @@ func TestSendMessagesMissingQueue(t *testing.T) {
 		t.Fatalf("DeleteQueue: %v", err)
 	}
 	_, err := s.SendMessages(ctx, url, messages("a", 2))
-	if !errors.Is(err, ErrQueueMissing) {
-		t.Errorf("SendMessages to a deleted queue: error %v, want ErrQueueMissing", err)
+	if !errors.Is(err, ErrQueueMissing) || errors.Is(err, ErrRejected) {
+		t.Errorf("SendMessages to a deleted queue: error %v, want ErrQueueMissing and not ErrRejected", err)
+	}
+}
+
+// TestSendMessagesRejected sends a batch SQS refuses as a whole: the error
+// is ErrRejected and keeps SQS's answer.
+func TestSendMessagesRejected(t *testing.T) {
+	t.Parallel()
+	s := newTestStore(t)
+	ctx := testContext(t)
+	url := testQueue(t, s)
+	msgs := messages("a", 2)
+	msgs[1].ID = msgs[0].ID
+	_, err := s.SendMessages(ctx, url, msgs)
+	var ae smithy.APIError
+	if !errors.Is(err, ErrRejected) || !errors.As(err, &ae) || ae.ErrorCode() != "BatchEntryIdsNotDistinct" {
+		t.Errorf("SendMessages(two entries with id a-0) = %v; want ErrRejected wrapping BatchEntryIdsNotDistinct", err)
 	}
 }
 
@@ -116,8 +133,8 @@ func TestSendMessagesBatchSize(t *testing.T) {
 	t.Parallel()
 	s := New(nil, nil, Tables{}, testAccount) // neither call may reach AWS
 	ctx := testContext(t)
-	if _, err := s.SendMessages(ctx, "http://unused", messages("a", MaxBatch+1)); err == nil {
-		t.Errorf("SendMessages(%d messages) = nil error, want one", MaxBatch+1)
+	if _, err := s.SendMessages(ctx, "http://unused", messages("a", MaxBatch+1)); !errors.Is(err, ErrRejected) {
+		t.Errorf("SendMessages(%d messages) = %v, want ErrRejected", MaxBatch+1, err)
 	}
 	if failed, err := s.SendMessages(ctx, "http://unused", nil); err != nil || failed != nil {
 		t.Errorf("SendMessages(none) = %v, %v; want nil, nil", failed, err)

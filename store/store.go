@@ -24,6 +24,15 @@ var (
 	// (it is in another partition, or SQS refuses to name it in a queue
 	// policy). The error is a *PrincipalError saying what to fix.
 	ErrInvalidPrincipal = errors.New("invalid principal")
+	// ErrRejected: AWS refused the request as invalid (an item over
+	// DynamoDB's 400 KB, a key too long, a malformed batch), or store
+	// refused it without calling AWS because AWS would. Sending the same
+	// request again fails the same way, so the caller sets the record
+	// aside instead of retrying. The error also wraps the AWS error, if
+	// any. Throttling, missing permissions, missing tables or queues and
+	// other faults an operator can fix are not ErrRejected: retrying them
+	// succeeds once the cause is gone (see rejected in items.go).
+	ErrRejected = errors.New("AWS refused the request as invalid; retrying will not help")
 )
 
 // PrincipalError is a registration refused because of its principal. Msg
@@ -78,6 +87,8 @@ type Subscription struct {
 	ProducerID   string
 	SubscriberID string
 	CreatedAt    time.Time
+	// DeletedAt is when it was unsubscribed; zero while it is live.
+	DeletedAt time.Time
 }
 
 // Event is one producer event fanned out to one subscriber: an item of
@@ -94,14 +105,21 @@ type Event struct {
 }
 
 // DeadLetter is a record set aside because it cannot be processed.
+// PutDeadLetter keeps at most the first 256 KiB of Data and 4 KiB of
+// Reason, so that every dead letter fits in a DynamoDB item.
 type DeadLetter struct {
 	ID      string // deterministic, so a replay does not add a second one
 	Stage   string // "aggregator" or "publisher"
 	Reason  string
 	ShardID string
 	Seq     string
-	Data    []byte
+	Data    []byte // the record, or its first 256 KiB
 	At      time.Time
+	// DataBytes is the length of the record before truncation and
+	// Truncated says whether Data is shorter. PutDeadLetter sets both
+	// from Data; the values a caller gives are ignored.
+	DataBytes int
+	Truncated bool
 }
 
 // Message is one SQS FIFO message to send.

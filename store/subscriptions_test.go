@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"slices"
 	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 )
 
 func TestSubscribeKeepsCreatedAt(t *testing.T) {
@@ -32,6 +35,10 @@ func TestSubscribeKeepsCreatedAt(t *testing.T) {
 	}
 }
 
+// TestUnsubscribe: an unsubscribed subscription is gone for the listener
+// (Producers) but kept as a tombstone for the pipeline (Subscribers), so
+// events that arrived while it was live can still be delivered; subscribing
+// again starts a new subscription.
 func TestUnsubscribe(t *testing.T) {
 	t.Parallel()
 	s := newTestStore(t)
@@ -41,6 +48,7 @@ func TestUnsubscribe(t *testing.T) {
 			t.Fatalf("Subscribe %s: %v", sub, err)
 		}
 	}
+	before, _ := s.Subscribers(ctx, "p")
 	// Twice, and once for a subscription that never was: all succeed.
 	for _, sub := range []string{"l1", "l1", "never"} {
 		if err := s.Unsubscribe(ctx, "p", sub); err != nil {
@@ -48,8 +56,40 @@ func TestUnsubscribe(t *testing.T) {
 		}
 	}
 	got, err := s.Subscribers(ctx, "p")
-	if err != nil || len(got) != 1 || got[0].SubscriberID != "l2" {
-		t.Errorf("Subscribers = %+v, %v; want only l2", got, err)
+	if err != nil || len(got) != 2 || got[0].SubscriberID != "l1" || got[1].SubscriberID != "l2" {
+		t.Fatalf("Subscribers = %+v, %v; want l1 (ended) and l2", got, err)
+	}
+	if l1 := got[0]; l1.DeletedAt.IsZero() || !l1.DeletedAt.After(l1.CreatedAt) || l1.CreatedAt != before[0].CreatedAt {
+		t.Errorf("ended subscription %+v: want its createdAt kept and a later deletedAt", l1)
+	}
+	if !got[1].DeletedAt.IsZero() {
+		t.Errorf("live subscription %+v has a deletedAt", got[1])
+	}
+	producers, err := s.Producers(ctx, "l1")
+	if err != nil || len(producers) != 0 {
+		t.Errorf("Producers(l1) = %+v, %v; want none after the unsubscribe", producers, err)
+	}
+	// The tombstone expires (TTL), a live subscription never does.
+	db, _ := clients(s)
+	item, err := db.GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String(s.tables.Subscribers), Key: subscriptionKey("p", "l1")})
+	if err != nil || item.Item[attrExpiresAt] == nil {
+		t.Errorf("tombstone %v, %v: want an %s", item.Item, err, attrExpiresAt)
+	}
+
+	// Subscribing again: a new, live subscription.
+	if err := s.Subscribe(ctx, "p", "l1"); err != nil {
+		t.Fatal(err)
+	}
+	got, _ = s.Subscribers(ctx, "p")
+	if l1 := got[0]; !l1.DeletedAt.IsZero() || !l1.CreatedAt.After(before[0].CreatedAt) {
+		t.Errorf("resubscribed %+v: want live with a new createdAt", l1)
+	}
+	item, _ = db.GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String(s.tables.Subscribers), Key: subscriptionKey("p", "l1")})
+	if item.Item[attrExpiresAt] != nil {
+		t.Errorf("live subscription %v carries %s: TTL would delete it", item.Item, attrExpiresAt)
+	}
+	if producers, _ := s.Producers(ctx, "l1"); len(producers) != 1 {
+		t.Errorf("Producers(l1) = %+v after subscribing again, want p", producers)
 	}
 }
 

@@ -17,18 +17,23 @@ const (
 	attrResourceARN = "resourceArn"
 	attrQueueURL    = "queueUrl"
 
-	// Subscribers, and the keys of SubscriberEvents.
+	// Subscribers, and the keys of SubscriberEvents. attrDeletedAt marks an
+	// unsubscribed subscription (a tombstone, expiring at attrExpiresAt).
 	attrProducerID   = "producerId"
 	attrSubscriberID = "subscriberId"
+	attrDeletedAt    = "deletedAt"
 
-	// SubscriberEvents. attrEventSortKey holds the event timestamp, '#' and
-	// the event id: sorted by event time, yet unique per event.
+	// SubscriberEvents. attrEventSortKey holds the event timestamp, the
+	// producer and the event id, '#' between them: sorted by event time, yet
+	// unique per event.
 	attrEventSortKey   = "timestamp"
 	attrEventID        = "eventId"
 	attrEventType      = "eventType"
 	attrEventTimestamp = "eventTimestamp"
 	attrData           = "data"
-	attrExpiresAt      = "expiresAt"
+
+	// The TTL attribute of SubscriberEvents and Subscribers.
+	attrExpiresAt = "expiresAt"
 
 	// DeadLetters.
 	attrID     = "id"
@@ -97,7 +102,12 @@ func (s *Store) CreateTables(ctx context.Context, leaseTables ...string) error {
 			return fmt.Errorf("wait for table %s to be active: %w", aws.ToString(name), err)
 		}
 	}
-	return s.enableEventTTL(ctx)
+	for _, table := range []string{s.tables.SubscriberEvents, s.tables.Subscribers} {
+		if err := s.enableTTL(ctx, table); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // tableDefinitions returns the CreateTable input of every table.
@@ -169,12 +179,12 @@ func stringAttributes(names ...string) []types.AttributeDefinition {
 	return defs
 }
 
-// enableEventTTL turns on TTL on SubscriberEvents' expiry attribute unless it
-// is on already. DynamoDB refuses to enable TTL twice, so when the update
+// enableTTL turns on TTL on table's expiry attribute unless it is on
+// already (SubscriberEvents: old events; Subscribers: unsubscribe
+// tombstones). DynamoDB refuses to enable TTL twice, so when the update
 // fails (a concurrent caller won) the state is read again before erring.
-func (s *Store) enableEventTTL(ctx context.Context) error {
-	table := s.tables.SubscriberEvents
-	on, err := s.eventTTLEnabled(ctx)
+func (s *Store) enableTTL(ctx context.Context, table string) error {
+	on, err := s.ttlEnabled(ctx, table)
 	if err != nil || on {
 		return err
 	}
@@ -188,18 +198,18 @@ func (s *Store) enableEventTTL(ctx context.Context) error {
 	if err == nil {
 		return nil
 	}
-	if on, again := s.eventTTLEnabled(ctx); again == nil && on {
+	if on, again := s.ttlEnabled(ctx, table); again == nil && on {
 		return nil
 	}
 	return fmt.Errorf("enable TTL on table %s attribute %s: %w", table, attrExpiresAt, err)
 }
 
-// eventTTLEnabled reports whether TTL is on (or turning on) for
-// SubscriberEvents' expiry attribute.
-func (s *Store) eventTTLEnabled(ctx context.Context) (bool, error) {
-	out, err := s.db.DescribeTimeToLive(ctx, &dynamodb.DescribeTimeToLiveInput{TableName: aws.String(s.tables.SubscriberEvents)})
+// ttlEnabled reports whether TTL is on (or turning on) for table's expiry
+// attribute.
+func (s *Store) ttlEnabled(ctx context.Context, table string) (bool, error) {
+	out, err := s.db.DescribeTimeToLive(ctx, &dynamodb.DescribeTimeToLiveInput{TableName: aws.String(table)})
 	if err != nil {
-		return false, fmt.Errorf("describe TTL of table %s: %w", s.tables.SubscriberEvents, err)
+		return false, fmt.Errorf("describe TTL of table %s: %w", table, err)
 	}
 	d := out.TimeToLiveDescription
 	if d == nil || aws.ToString(d.AttributeName) != attrExpiresAt {
@@ -217,11 +227,17 @@ func (s *Store) StreamARN(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("describe table %s: %w", s.tables.SubscriberEvents, err)
 	}
 	var arn string
+	var spec *types.StreamSpecification
 	if out.Table != nil {
 		arn = aws.ToString(out.Table.LatestStreamArn)
+		spec = out.Table.StreamSpecification
 	}
-	if arn == "" {
+	if arn == "" || spec == nil || !aws.ToBool(spec.StreamEnabled) {
 		return "", fmt.Errorf("table %s has no stream: enable its stream with view type NEW_IMAGE", s.tables.SubscriberEvents)
+	}
+	// The publisher reads each new item from its stream record.
+	if v := spec.StreamViewType; v != types.StreamViewTypeNewImage && v != types.StreamViewTypeNewAndOldImages {
+		return "", fmt.Errorf("table %s streams %s: its stream view type must be NEW_IMAGE (or NEW_AND_OLD_IMAGES)", s.tables.SubscriberEvents, v)
 	}
 	return arn, nil
 }

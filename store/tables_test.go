@@ -3,6 +3,7 @@ package store
 import (
 	"errors"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -83,12 +84,14 @@ func TestCreateTables(t *testing.T) {
 		}
 	}
 
-	ttl, err := db.DescribeTimeToLive(ctx, &dynamodb.DescribeTimeToLiveInput{TableName: aws.String(s.tables.SubscriberEvents)})
-	if err != nil {
-		t.Fatalf("DescribeTimeToLive: %v", err)
-	}
-	if got := ttl.TimeToLiveDescription; aws.ToString(got.AttributeName) != "expiresAt" || got.TimeToLiveStatus != types.TimeToLiveStatusEnabled {
-		t.Errorf("TTL of %s: %s on %q, want ENABLED on expiresAt", s.tables.SubscriberEvents, got.TimeToLiveStatus, aws.ToString(got.AttributeName))
+	for _, table := range []string{s.tables.SubscriberEvents, s.tables.Subscribers} {
+		ttl, err := db.DescribeTimeToLive(ctx, &dynamodb.DescribeTimeToLiveInput{TableName: aws.String(table)})
+		if err != nil {
+			t.Fatalf("DescribeTimeToLive: %v", err)
+		}
+		if got := ttl.TimeToLiveDescription; aws.ToString(got.AttributeName) != "expiresAt" || got.TimeToLiveStatus != types.TimeToLiveStatusEnabled {
+			t.Errorf("TTL of %s: %s on %q, want ENABLED on expiresAt", table, got.TimeToLiveStatus, aws.ToString(got.AttributeName))
+		}
 	}
 }
 
@@ -124,6 +127,22 @@ func TestStreamARN(t *testing.T) {
 	noStream.tables.SubscriberEvents = s.tables.Agents
 	if arn, err := noStream.StreamARN(ctx); err == nil {
 		t.Errorf("StreamARN of a table without stream = %q, want an error", arn)
+	}
+
+	// A stream without the new image is an error that says what to set.
+	keysOnly := *s
+	keysOnly.tables.SubscriberEvents = awstest.Name(t, "keys-only")
+	if _, err := db.CreateTable(ctx, &dynamodb.CreateTableInput{
+		TableName:            aws.String(keysOnly.tables.SubscriberEvents),
+		BillingMode:          types.BillingModePayPerRequest,
+		KeySchema:            []types.KeySchemaElement{{AttributeName: aws.String("k"), KeyType: types.KeyTypeHash}},
+		AttributeDefinitions: []types.AttributeDefinition{{AttributeName: aws.String("k"), AttributeType: types.ScalarAttributeTypeS}},
+		StreamSpecification:  &types.StreamSpecification{StreamEnabled: aws.Bool(true), StreamViewType: types.StreamViewTypeKeysOnly},
+	}); err != nil {
+		t.Fatalf("CreateTable: %v", err)
+	}
+	if arn, err := keysOnly.StreamARN(ctx); err == nil || !strings.Contains(err.Error(), "NEW_IMAGE") {
+		t.Errorf("StreamARN of a KEYS_ONLY stream = %q, %v; want an error asking for NEW_IMAGE", arn, err)
 	}
 }
 

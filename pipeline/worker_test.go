@@ -1,0 +1,105 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+	kcl "github.com/vmware/vmware-go-kcl-v2/clientlibrary/interfaces"
+	"go.uber.org/zap"
+)
+
+// fakeHandler records the batches it is given; fail makes it fail as a
+// handler does when its context is cancelled.
+type fakeHandler struct {
+	mu      sync.Mutex
+	batches [][]string
+	fail    bool
+}
+
+func (h *fakeHandler) handle(ctx context.Context, shardID string, records []types.Record) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.fail {
+		return context.Canceled
+	}
+	var seqs []string
+	for _, r := range records {
+		seqs = append(seqs, aws.ToString(r.SequenceNumber))
+	}
+	h.batches = append(h.batches, seqs)
+	return nil
+}
+
+// fakeCheckpointer records checkpoints; "SHARD_END" stands for nil.
+type fakeCheckpointer struct{ checkpoints []string }
+
+func (c *fakeCheckpointer) Checkpoint(seq *string) error {
+	if seq == nil {
+		c.checkpoints = append(c.checkpoints, "SHARD_END")
+	} else {
+		c.checkpoints = append(c.checkpoints, *seq)
+	}
+	return nil
+}
+
+func (c *fakeCheckpointer) PrepareCheckpoint(*string) (kcl.IPreparedCheckpointer, error) {
+	return nil, errors.New("not used")
+}
+
+func records(seqs ...string) []types.Record {
+	out := make([]types.Record, len(seqs))
+	for i, s := range seqs {
+		out[i] = types.Record{SequenceNumber: aws.String(s), Data: []byte("{}")}
+	}
+	return out
+}
+
+// TestProcessorCheckpoints: a batch is acknowledged after the handler made
+// it durable; shard end is recorded only when every batch was handled, so
+// a batch abandoned at stop is never skipped by the shard's next owner.
+func TestProcessorCheckpoints(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		abandon bool // the second batch is abandoned (stop ran out of time)
+		reason  kcl.ShutdownReason
+		want    []string
+	}{
+		{"shard end after handled batches", false, kcl.TERMINATE, []string{"1", "3", "SHARD_END"}},
+		{"lease released", false, kcl.REQUESTED, []string{"1", "3"}},
+		{"abandoned batch blocks shard end", true, kcl.TERMINATE, []string{"1"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := &fakeHandler{}
+			w := newWorker(WorkerConfig{Name: "test", Stream: "s", Region: "us-east-1", WorkerID: "w"},
+				newKCLConfig(WorkerConfig{Name: "test", Stream: "s", Region: "us-east-1", WorkerID: "w"}, zap.NewNop()),
+				nil, nil, h, zap.NewNop())
+			p := &processor{w: w}
+			p.Initialize(&kcl.InitializationInput{ShardId: "shard-1", ExtendedSequenceNumber: &kcl.ExtendedSequenceNumber{}})
+			cp := &fakeCheckpointer{}
+			p.ProcessRecords(&kcl.ProcessRecordsInput{Records: records("1"), Checkpointer: cp})
+			if tc.abandon {
+				h.fail = true
+				w.procCancel()
+			}
+			p.ProcessRecords(&kcl.ProcessRecordsInput{Records: records("2", "3"), Checkpointer: cp})
+			h.fail = false
+			p.ProcessRecords(&kcl.ProcessRecordsInput{Records: records(), Checkpointer: cp}) // an empty read
+			if tc.abandon {
+				// Nothing after an abandoned batch is handled or acknowledged.
+				p.ProcessRecords(&kcl.ProcessRecordsInput{Records: records("4"), Checkpointer: cp})
+			}
+			p.Shutdown(&kcl.ShutdownInput{ShutdownReason: tc.reason, Checkpointer: cp})
+			if !slices.Equal(cp.checkpoints, tc.want) {
+				t.Errorf("checkpoints = %v, want %v", cp.checkpoints, tc.want)
+			}
+			if tc.abandon && len(h.batches) != 1 {
+				t.Errorf("handled batches %v after an abandoned one, want only the first", h.batches)
+			}
+		})
+	}
+}
