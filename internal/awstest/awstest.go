@@ -8,6 +8,10 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	neturl "net/url"
 	"os"
 	"strings"
 	"sync"
@@ -63,7 +67,7 @@ func Endpoint(tb testing.TB) string {
 	if url := os.Getenv("AWS_ENDPOINT_URL"); url != "" {
 		return url
 	}
-	emulator.once.Do(func() { emulator.url = kumo.NewServer().URL })
+	emulator.once.Do(func() { emulator.url = serializeTableCalls(kumo.NewServer().URL) })
 	return emulator.url
 }
 
@@ -160,4 +164,37 @@ func Name(tb testing.TB, prefix string) string {
 		clean = clean[:keep]
 	}
 	return clean + suffix
+}
+
+// tableCalls are the DynamoDB operations serializeTableCalls runs one at a
+// time.
+var tableCalls = map[string]bool{
+	"DynamoDB_20120810.CreateTable":   true,
+	"DynamoDB_20120810.DescribeTable": true,
+	"DynamoDB_20120810.UpdateTable":   true,
+	"DynamoDB_20120810.DeleteTable":   true,
+}
+
+// serializeTableCalls fronts the emulator at url with a proxy that lets one
+// table-level DynamoDB call through at a time, and returns the proxy's URL.
+// Emulator gap: kumo's DescribeTable writes the table's ItemCount under a
+// read lock while CreateTable, UpdateTable and DescribeTable answers read
+// it, a data race inside the emulator that -race reports in whichever test
+// happens to run (concurrent CreateTables, KCL checking its lease table).
+// Nothing of fanout's is serialized: only these calls, only in tests.
+func serializeTableCalls(url string) string {
+	target, err := neturl.Parse(url)
+	if err != nil {
+		panic(err) // kumo's own httptest URL
+	}
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	var mu sync.Mutex
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if tableCalls[r.Header.Get("X-Amz-Target")] {
+			mu.Lock()
+			defer mu.Unlock()
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	return srv.URL
 }
