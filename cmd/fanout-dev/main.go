@@ -82,6 +82,12 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	// Print the banner once the API answers ready, so what it says works.
+	if err := waitReady(ctx, localURL(a.Addr()), done); err != nil {
+		return err
+	}
 	fmt.Printf(`
 fanout is running on the in-process AWS emulator.
 
@@ -94,7 +100,36 @@ fanout is running on the in-process AWS emulator.
 Ctrl-C stops it.
 
 `, localURL(a.Addr()), awsEndpoint, cfg.Stream, awsEndpoint)
-	return a.Run(ctx)
+	return <-done
+}
+
+// waitReady polls the API's /readyz until it answers 200, Run returns, or
+// readyTimeout passes.
+func waitReady(ctx context.Context, api string, done chan error) error {
+	const readyTimeout = 30 * time.Second
+	deadline := time.Now().Add(readyTimeout)
+	for {
+		resp, err := http.Get(api + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not ready after %s", readyTimeout)
+		}
+		select {
+		case err := <-done:
+			if err == nil {
+				err = errors.New("stopped before it was ready")
+			}
+			return err
+		case <-ctx.Done():
+			return <-done
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // localURL turns a listen address into a URL a local client can use.
