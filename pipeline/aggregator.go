@@ -192,6 +192,11 @@ func subscribedAt(sub store.Subscription, arrival time.Time) bool {
 	if sub.CreatedAt.After(arrival.Add(arrivalSlack)) {
 		return false
 	}
+	for _, g := range sub.Gaps { // unsubscribed then, subscribed again since
+		if !arrival.Before(g.From.Add(arrivalSlack)) && arrival.Before(g.To.Add(-arrivalSlack)) {
+			return false
+		}
+	}
 	return sub.DeletedAt.IsZero() || arrival.Before(sub.DeletedAt.Add(arrivalSlack))
 }
 

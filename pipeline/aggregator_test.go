@@ -791,6 +791,7 @@ func TestSubscribedAt(t *testing.T) {
 	t0 := time.Date(2025, 7, 1, 12, 0, 0, 0, time.UTC)
 	live := store.Subscription{CreatedAt: t0}
 	ended := store.Subscription{CreatedAt: t0, DeletedAt: t0.Add(time.Minute)}
+	resumed := store.Subscription{CreatedAt: t0, Gaps: []store.Gap{{From: t0.Add(time.Minute), To: t0.Add(2 * time.Minute)}}}
 	for _, tc := range []struct {
 		name    string
 		sub     store.Subscription
@@ -803,6 +804,11 @@ func TestSubscribedAt(t *testing.T) {
 		{"ended, event while it was live", ended, t0.Add(30 * time.Second), true},
 		{"ended, event within the slack after the end", ended, t0.Add(time.Minute + arrivalSlack/2), true},
 		{"ended, event after it", ended, t0.Add(time.Minute + 2*arrivalSlack), false},
+		{"resumed, event before the gap", resumed, t0.Add(30 * time.Second), true},
+		{"resumed, event in the gap", resumed, t0.Add(90 * time.Second), false},
+		{"resumed, event within the slack of the gap's start", resumed, t0.Add(time.Minute + arrivalSlack/2), true},
+		{"resumed, event within the slack before the gap's end", resumed, t0.Add(2*time.Minute - arrivalSlack/2), true},
+		{"resumed, event after the gap", resumed, t0.Add(3 * time.Minute), true},
 		{"unknown arrival, live", live, time.Time{}, true},
 		{"unknown arrival, ended", ended, time.Time{}, false},
 	} {

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -74,6 +75,12 @@ func (e *Event) Normalize(now time.Time) error {
 	if len(e.Data) == 0 {
 		e.Data = json.RawMessage("null")
 	}
+	// Store and deliver the data compact, as it is measured.
+	var data bytes.Buffer
+	if err := json.Compact(&data, e.Data); err != nil {
+		return fmt.Errorf("data is not valid JSON: %v", err)
+	}
+	e.Data = data.Bytes()
 	enc, err := json.Marshal(e)
 	if err != nil {
 		return fmt.Errorf("data cannot be encoded: %v", err)

@@ -55,11 +55,13 @@ const (
 	agentWaitTimeout = 5 * time.Second
 	// agentClaimStale is the age from which a pending row's claim counts as
 	// abandoned (its owner died half-way) and another registration takes
-	// it over. It must exceed compensationTimeout plus the clock skew
-	// between tasks: an owner renews its claim before it deletes its queue,
-	// so no one can take the claim over, and re-create the queue, while
-	// the deletion is still running.
-	agentClaimStale = 30 * time.Second
+	// it over. It exceeds the longest an owner can still be at work — the
+	// API's 30 s request timeout, then compensationTimeout — plus clock
+	// skew between tasks, so a live owner is never taken over; and an owner
+	// renews its claim (under a new token) before it deletes its queue, so
+	// no one can take the claim over, and re-create the queue, while the
+	// deletion is still running.
+	agentClaimStale = 60 * time.Second
 )
 
 // compensationTimeout bounds the clean-up after a failed registration
@@ -147,7 +149,7 @@ func (r registrar) register(ctx context.Context, resourceARN string) (Agent, err
 	if err != nil {
 		return Agent{}, fmt.Errorf("register agent %s: policy of queue %s: %w", id, queueName(id), err)
 	}
-	token := uuid.NewString()
+	token := newClaimToken()
 	const maxPolls = int(agentWaitTimeout / agentPollInterval)
 	for polls := 0; ; polls++ {
 		row, err := readAgentRow(ctx, r.db, r.table, id)
@@ -170,7 +172,7 @@ func (r registrar) register(ctx context.Context, resourceARN string) (Agent, err
 			// SDK's retry of it then failed its condition).
 			return r.create(ctx, id, resourceARN, policy, token)
 		case polls >= maxPolls && r.now().Sub(row.claimedAt) >= agentClaimStale:
-			took, err := r.takeOver(ctx, id, row.claim, token)
+			took, err := r.takeOver(ctx, id, row.claim, row.claimedAt, token)
 			if err != nil {
 				return Agent{}, err
 			}
@@ -216,21 +218,23 @@ func (r registrar) claim(ctx context.Context, id, resourceARN, token string) (bo
 	return false, errors.Join(err, r.release(cctx, id, token))
 }
 
-// takeOver moves agent id's pending row from the abandoned claim old to
-// token. It reports whether the row is now pending under token: not when
-// another registration took it over or completed it first.
-func (r registrar) takeOver(ctx context.Context, id, old, token string) (bool, error) {
+// takeOver moves agent id's pending row from the abandoned claim old, made
+// or renewed at oldSince, to token. It reports whether the row is now
+// pending under token: not when another registration took it over or
+// completed it first, nor when its owner renewed the claim meanwhile.
+func (r registrar) takeOver(ctx context.Context, id, old string, oldSince time.Time, token string) (bool, error) {
 	_, err := r.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:                aws.String(r.table),
 		Key:                      agentKey(id),
 		UpdateExpression:         aws.String("SET #token = :token, #since = :since"),
-		ConditionExpression:      aws.String("#token = :old AND #status = :pending"),
+		ConditionExpression:      aws.String("#token = :old AND #since = :oldSince AND #status = :pending"),
 		ExpressionAttributeNames: map[string]string{"#token": attrClaim, "#since": attrClaimedAt, "#status": attrStatus},
 		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":token":   attrS(token),
-			":since":   attrS(formatTime(r.now())),
-			":old":     attrS(old),
-			":pending": attrS(statusPending),
+			":token":    attrS(token),
+			":since":    attrS(formatTime(r.now())),
+			":old":      attrS(old),
+			":oldSince": attrS(formatTime(oldSince)),
+			":pending":  attrS(statusPending),
 		},
 	})
 	switch {
@@ -298,13 +302,18 @@ func (r registrar) create(ctx context.Context, id, resourceARN, policy, token st
 func (r registrar) compensate(ctx context.Context, id, token, queueURL string, actErr error) (Agent, error) {
 	ctx, cancel := compensationContext(ctx)
 	defer cancel()
+	// Renew the claim under a new token: an activation of this call still
+	// on its way (its answer lost, not its request) then fails its
+	// condition instead of activating an agent whose queue is going.
+	renewed := newClaimToken()
 	_, err := r.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:                aws.String(r.table),
 		Key:                      agentKey(id),
-		UpdateExpression:         aws.String("SET #since = :since"),
+		UpdateExpression:         aws.String("SET #token = :renewed, #since = :since"),
 		ConditionExpression:      aws.String("#token = :token AND #status = :pending"),
 		ExpressionAttributeNames: map[string]string{"#since": attrClaimedAt, "#token": attrClaim, "#status": attrStatus},
 		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":renewed": attrS(renewed),
 			":since":   attrS(formatTime(r.now())),
 			":token":   attrS(token),
 			":pending": attrS(statusPending),
@@ -319,7 +328,7 @@ func (r registrar) compensate(ctx context.Context, id, token, queueURL string, a
 	if _, err := r.queues.DeleteQueue(ctx, &sqs.DeleteQueueInput{QueueUrl: aws.String(queueURL)}); err != nil {
 		return Agent{}, errors.Join(actErr, fmt.Errorf("delete queue %s of unregistered agent %s: %w", queueURL, id, err))
 	}
-	return Agent{}, errors.Join(actErr, r.release(ctx, id, token))
+	return Agent{}, errors.Join(actErr, r.release(ctx, id, renewed))
 }
 
 // afterClaimLost runs when an owner's claim on agent id turned out to have
@@ -586,3 +595,6 @@ func decodeAgentRow(item map[string]types.AttributeValue) (agentRow, error) {
 	}
 	return row, nil
 }
+
+// newClaimToken returns a fresh, unguessable claim token.
+func newClaimToken() string { return uuid.NewString() }

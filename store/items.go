@@ -46,64 +46,47 @@ func rejectable(err error) error {
 	return err
 }
 
-// rejected reports whether err is AWS refusing the request itself, so that
-// sending it again cannot succeed: an API error that is the client's fault
-// and not one an operator or time can cure (see operatorFixable).
-//
-// The fault is the SDK's when it has a type for the error. Errors it has
-// no type for come with an unknown fault, DynamoDB's ValidationException
-// (item over 400 KB, key too long) among them; for those a 4xx HTTP status
-// other than 408 and 429 means the client's fault.
+// rejected reports whether err is AWS refusing the request itself as
+// invalid, so that sending it again cannot succeed: an HTTP 4xx answer
+// (not 408 or 429) with one of rejectedCodes. It is an allow-list on
+// purpose: everything else — throttling, outages, permissions, missing
+// tables or queues, and failures to get credentials (which are API errors
+// too, raised before any call) — is retried, so that a misconfiguration or
+// a passing fault stalls the pipeline visibly, in logs and alarms, instead
+// of setting records aside.
 func rejected(err error) bool {
 	var ae smithy.APIError
-	if !errors.As(err, &ae) || operatorFixable(ae.ErrorCode()) {
+	if !errors.As(err, &ae) || !rejectedCodes[ae.ErrorCode()] {
 		return false
 	}
 	var status interface{ HTTPStatusCode() int }
-	if errors.As(err, &status) {
-		switch code := status.HTTPStatusCode(); {
-		case code == http.StatusRequestTimeout, code == http.StatusTooManyRequests:
-			return false
-		case ae.ErrorFault() == smithy.FaultUnknown:
-			return code >= 400 && code < 500
-		}
+	if !errors.As(err, &status) {
+		return false
 	}
-	return ae.ErrorFault() == smithy.FaultClient
+	code := status.HTTPStatusCode()
+	return code >= 400 && code < 500 && code != http.StatusRequestTimeout && code != http.StatusTooManyRequests
 }
 
-// operatorFixable reports whether an AWS error code, though the client's
-// fault, goes away without changing the request: throttling and capacity
-// (it passes), or a deployment error an operator fixes (permissions,
-// credentials, a KMS key, a missing table or queue). Such requests are
-// retried, not rejected: a misconfigured IAM policy then stalls the
-// pipeline visibly, in logs and alarms, instead of dead-lettering every
-// record until someone notices. Legacy SQS spellings are included.
-func operatorFixable(code string) bool {
-	switch code {
-	case
-		// Throttling and capacity.
-		"ThrottlingException", "Throttling", "ThrottledException", "RequestThrottledException",
-		"TooManyRequestsException", "ProvisionedThroughputExceededException", "RequestLimitExceeded",
-		"LimitExceededException", "BandwidthLimitExceeded", "SlowDown", "PriorRequestNotComplete",
-		"RequestThrottled", "AWS.SimpleQueueService.RequestThrottled", "OverLimit",
-		"KMSThrottlingException", "KmsThrottled", "KMS.ThrottlingException",
-		"TransactionConflictException", "TransactionInProgressException", "ReplicatedWriteConflictException",
-		"RequestTimeout", "RequestTimeoutException",
-		// Permissions and credentials.
-		"AccessDenied", "AccessDeniedException", "UnrecognizedClientException", "InvalidClientTokenId",
-		"InvalidSignatureException", "SignatureDoesNotMatch", "IncompleteSignature", "IncompleteSignatureException",
-		"MissingAuthenticationToken", "MissingAuthenticationTokenException", "ExpiredToken", "ExpiredTokenException",
-		"RequestExpired", "InvalidSecurity",
-		// KMS keys of encrypted queues and tables.
-		"KmsAccessDenied", "KMS.AccessDeniedException", "KmsDisabled", "KMS.DisabledException",
-		"KmsInvalidState", "KMS.InvalidStateException", "KmsNotFound", "KMS.NotFoundException",
-		"KmsOptInRequired", "KMS.OptInRequired", "KmsInvalidKeyUsage", "KMS.InvalidKeyUsageException",
-		// Missing tables and queues.
-		"ResourceNotFoundException", "TableNotFoundException", "ResourceInUseException",
-		codeQueueDoesNotExist, codeQueueDoesNotExistLegacy:
-		return true
-	}
-	return false
+// rejectedCodes are the error codes with which DynamoDB and SQS refuse a
+// request as invalid (legacy SQS spellings included).
+var rejectedCodes = map[string]bool{
+	// DynamoDB: an item over 400 KB, a key too long, a bad value.
+	"ValidationException":    true,
+	"SerializationException": true,
+	// SQS: a malformed batch or message.
+	"BatchEntryIdsNotDistinct":                            true,
+	"AWS.SimpleQueueService.BatchEntryIdsNotDistinct":     true,
+	"BatchRequestTooLong":                                 true,
+	"AWS.SimpleQueueService.BatchRequestTooLong":          true,
+	"EmptyBatchRequest":                                   true,
+	"AWS.SimpleQueueService.EmptyBatchRequest":            true,
+	"TooManyEntriesInBatchRequest":                        true,
+	"AWS.SimpleQueueService.TooManyEntriesInBatchRequest": true,
+	"InvalidBatchEntryId":                                 true,
+	"AWS.SimpleQueueService.InvalidBatchEntryId":          true,
+	"InvalidMessageContents":                              true,
+	"InvalidParameterValue":                               true,
+	"MissingParameter":                                    true,
 }
 
 // DynamoDB limits checked before a write, so that an item AWS would refuse

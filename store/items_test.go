@@ -52,7 +52,14 @@ func TestRejected(t *testing.T) {
 		{"SQS BatchEntryIdsNotDistinct", sdkError(400, &sqstypes.BatchEntryIdsNotDistinct{}), true},
 		{"SQS BatchRequestTooLong", sdkError(400, &sqstypes.BatchRequestTooLong{}), true},
 		{"SQS TooManyEntriesInBatchRequest", sdkError(400, &sqstypes.TooManyEntriesInBatchRequest{}), true},
-		{"client fault without HTTP response", &smithy.GenericAPIError{Code: "InvalidParameterValue", Fault: smithy.FaultClient}, true},
+		{"client fault without HTTP response", &smithy.GenericAPIError{Code: "InvalidParameterValue", Fault: smithy.FaultClient}, false},
+		{"SQS InvalidParameterValue", sdkError(400, generic("InvalidParameterValue")), true},
+
+		// Failing to get credentials (container endpoint, web identity):
+		// API errors with a client fault, raised before any call.
+		{"container credentials InvalidIdForTask", sdkError(400, &smithy.GenericAPIError{Code: "InvalidIdForTask", Fault: smithy.FaultClient}), false},
+		{"STS IDPCommunicationError", sdkError(400, &smithy.GenericAPIError{Code: "IDPCommunicationError", Fault: smithy.FaultClient}), false},
+		{"unknown client fault", sdkError(400, &sqstypes.InvalidAddress{}), false},
 		{"wrapped again", fmt.Errorf("put: %w", sdkError(400, generic("ValidationException"))), true},
 
 		// Throttling and capacity.

@@ -89,7 +89,14 @@ type Subscription struct {
 	CreatedAt    time.Time
 	// DeletedAt is when it was unsubscribed; zero while it is live.
 	DeletedAt time.Time
+	// Gaps are earlier times it was unsubscribed before subscribing again
+	// (those ended within the tombstone lifetime).
+	Gaps []Gap
 }
+
+// Gap is a time a subscription was not live: from the unsubscribe to the
+// next subscribe.
+type Gap struct{ From, To time.Time }
 
 // Event is one producer event fanned out to one subscriber: an item of
 // SubscriberEvents.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -17,25 +18,102 @@ import (
 // retention (7 days): no older record can still be waiting.
 const tombstoneTTL = 8 * 24 * time.Hour
 
+// subscribeAttempts bounds Subscribe's read-and-resume rounds against
+// concurrent subscribes and unsubscribes of the same pair.
+const subscribeAttempts = 3
+
 // Subscribe makes subscriberID follow producerID. It is idempotent: a
-// repeat keeps the subscription's original CreatedAt; subscribing again
-// after an unsubscribe starts a new subscription. It does not check that
-// either agent exists.
+// repeat keeps the subscription as it is. Subscribing again after an
+// unsubscribe resumes the subscription and records the time in between as
+// a gap, so events that reached the stream before the unsubscribe are
+// still delivered however far behind the pipeline is. It does not check
+// that either agent exists.
 func (s *Store) Subscribe(ctx context.Context, producerID, subscriberID string) error {
-	_, err := s.db.PutItem(ctx, &dynamodb.PutItemInput{
-		TableName: aws.String(s.tables.Subscribers),
-		Item: map[string]types.AttributeValue{
-			attrProducerID:   attrS(producerID),
-			attrSubscriberID: attrS(subscriberID),
-			attrCreatedAt:    attrS(formatTime(s.now())),
-		},
-		ConditionExpression:      aws.String("attribute_not_exists(#p) OR attribute_exists(#d)"),
-		ExpressionAttributeNames: map[string]string{"#p": attrProducerID, "#d": attrDeletedAt},
-	})
-	if err != nil && !hasCode(err, codeConditionalCheckFailed) {
-		return fmt.Errorf("subscribe %s to producer %s: %w", subscriberID, producerID, err)
+	for range subscribeAttempts {
+		_, err := s.db.PutItem(ctx, &dynamodb.PutItemInput{
+			TableName: aws.String(s.tables.Subscribers),
+			Item: map[string]types.AttributeValue{
+				attrProducerID:   attrS(producerID),
+				attrSubscriberID: attrS(subscriberID),
+				attrCreatedAt:    attrS(formatTime(s.now())),
+			},
+			ConditionExpression:      aws.String("attribute_not_exists(#p)"),
+			ExpressionAttributeNames: map[string]string{"#p": attrProducerID},
+		})
+		if err == nil {
+			return nil
+		}
+		if !hasCode(err, codeConditionalCheckFailed) {
+			return fmt.Errorf("subscribe %s to producer %s: %w", subscriberID, producerID, err)
+		}
+		done, err := s.resume(ctx, producerID, subscriberID)
+		if err != nil || done {
+			return err
+		}
 	}
-	return nil
+	return fmt.Errorf("subscribe %s to producer %s: %w: it kept changing under concurrent requests", subscriberID, producerID, ErrRetryLater)
+}
+
+// resume makes an existing subscription live again if it was ended,
+// recording the gap. It reports false when the item changed meanwhile.
+func (s *Store) resume(ctx context.Context, producerID, subscriberID string) (bool, error) {
+	out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName:      aws.String(s.tables.Subscribers),
+		Key:            subscriptionKey(producerID, subscriberID),
+		ConsistentRead: aws.Bool(true),
+	})
+	if err != nil {
+		return false, fmt.Errorf("subscribe %s to producer %s: read it: %w", subscriberID, producerID, err)
+	}
+	if out.Item == nil {
+		return false, nil // expired meanwhile: create it anew
+	}
+	sub, err := s.decodeSubscription(out.Item)
+	if err != nil {
+		return false, err
+	}
+	if sub.DeletedAt.IsZero() {
+		return true, nil // live already
+	}
+	now := s.now()
+	gaps := []types.AttributeValue{}
+	for _, g := range sub.Gaps {
+		if g.To.After(now.Add(-tombstoneTTL)) { // older ones cannot matter any more
+			gaps = append(gaps, attrS(formatGap(g)))
+		}
+	}
+	gaps = append(gaps, attrS(formatGap(Gap{From: sub.DeletedAt, To: now})))
+	_, err = s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                aws.String(s.tables.Subscribers),
+		Key:                      subscriptionKey(producerID, subscriberID),
+		UpdateExpression:         aws.String("SET #g = :g REMOVE #d, #e"),
+		ConditionExpression:      aws.String("#d = :seen"),
+		ExpressionAttributeNames: map[string]string{"#g": attrGaps, "#d": attrDeletedAt, "#e": attrExpiresAt},
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":g":    &types.AttributeValueMemberL{Value: gaps},
+			":seen": attrS(formatTime(sub.DeletedAt)),
+		},
+	})
+	switch {
+	case err == nil:
+		return true, nil
+	case hasCode(err, codeConditionalCheckFailed):
+		return false, nil
+	}
+	return false, fmt.Errorf("subscribe %s to producer %s again: %w", subscriberID, producerID, err)
+}
+
+// formatGap and parseGap store a Gap as an ISO 8601 interval.
+func formatGap(g Gap) string { return formatTime(g.From) + "/" + formatTime(g.To) }
+
+func parseGap(v string) (Gap, error) {
+	from, to, ok := strings.Cut(v, "/")
+	f, err1 := time.Parse(time.RFC3339, from)
+	t, err2 := time.Parse(time.RFC3339, to)
+	if !ok || err1 != nil || err2 != nil {
+		return Gap{}, fmt.Errorf("attribute %s: %q is not an interval", attrGaps, v)
+	}
+	return Gap{From: f, To: t}, nil
 }
 
 // Unsubscribe makes subscriberID stop following producerID. It is
@@ -114,17 +192,9 @@ func (s *Store) querySubscriptions(ctx context.Context, in *dynamodb.QueryInput)
 			return nil, fmt.Errorf("query table %s: %w", s.tables.Subscribers, err)
 		}
 		for _, it := range page.Items {
-			r := reader{item: it}
-			sub := Subscription{
-				ProducerID:   r.str(attrProducerID),
-				SubscriberID: r.str(attrSubscriberID),
-				CreatedAt:    r.time(attrCreatedAt),
-			}
-			if _, ok := it[attrDeletedAt]; ok {
-				sub.DeletedAt = r.time(attrDeletedAt)
-			}
-			if r.err != nil {
-				return nil, fmt.Errorf("table %s: %w", s.tables.Subscribers, r.err)
+			sub, err := s.decodeSubscription(it)
+			if err != nil {
+				return nil, err
 			}
 			subs = append(subs, sub)
 		}
@@ -135,4 +205,34 @@ func (s *Store) querySubscriptions(ctx context.Context, in *dynamodb.QueryInput)
 // subscriptionKey is the key of one Subscribers item.
 func subscriptionKey(producerID, subscriberID string) map[string]types.AttributeValue {
 	return map[string]types.AttributeValue{attrProducerID: attrS(producerID), attrSubscriberID: attrS(subscriberID)}
+}
+
+// decodeSubscription reads a Subscribers item.
+func (s *Store) decodeSubscription(it map[string]types.AttributeValue) (Subscription, error) {
+	r := reader{item: it}
+	sub := Subscription{
+		ProducerID:   r.str(attrProducerID),
+		SubscriberID: r.str(attrSubscriberID),
+		CreatedAt:    r.time(attrCreatedAt),
+	}
+	if _, ok := it[attrDeletedAt]; ok {
+		sub.DeletedAt = r.time(attrDeletedAt)
+	}
+	if r.err != nil {
+		return Subscription{}, fmt.Errorf("table %s: %w", s.tables.Subscribers, r.err)
+	}
+	if l, ok := it[attrGaps].(*types.AttributeValueMemberL); ok {
+		for _, v := range l.Value {
+			str, _ := v.(*types.AttributeValueMemberS)
+			if str == nil {
+				return Subscription{}, fmt.Errorf("table %s: attribute %s holds a non-string", s.tables.Subscribers, attrGaps)
+			}
+			g, err := parseGap(str.Value)
+			if err != nil {
+				return Subscription{}, fmt.Errorf("table %s: %w", s.tables.Subscribers, err)
+			}
+			sub.Gaps = append(sub.Gaps, g)
+		}
+	}
+	return sub, nil
 }

@@ -2,6 +2,7 @@ package store
 
 import (
 	"fmt"
+	"reflect"
 	"slices"
 	"testing"
 
@@ -26,7 +27,7 @@ func TestSubscribeKeepsCreatedAt(t *testing.T) {
 		t.Fatalf("Subscribe again: %v", err)
 	}
 	again, err := s.Subscribers(ctx, "p")
-	if err != nil || !slices.Equal(again, first) {
+	if err != nil || !reflect.DeepEqual(again, first) {
 		t.Errorf("Subscribers after a repeat = %+v, %v; want %+v", again, err, first)
 	}
 	if want := (Subscription{ProducerID: "p", SubscriberID: "l"}); first[0].ProducerID != want.ProducerID ||
@@ -76,17 +77,32 @@ func TestUnsubscribe(t *testing.T) {
 		t.Errorf("tombstone %v, %v: want an %s", item.Item, err, attrExpiresAt)
 	}
 
-	// Subscribing again: a new, live subscription.
+	// Subscribing again: live again, the time in between kept as a gap.
 	if err := s.Subscribe(ctx, "p", "l1"); err != nil {
 		t.Fatal(err)
 	}
+	ended := got[0]
 	got, _ = s.Subscribers(ctx, "p")
-	if l1 := got[0]; !l1.DeletedAt.IsZero() || !l1.CreatedAt.After(before[0].CreatedAt) {
-		t.Errorf("resubscribed %+v: want live with a new createdAt", l1)
+	if l1 := got[0]; !l1.DeletedAt.IsZero() || l1.CreatedAt != before[0].CreatedAt ||
+		len(l1.Gaps) != 1 || l1.Gaps[0].From != ended.DeletedAt || !l1.Gaps[0].To.After(ended.DeletedAt) {
+		t.Errorf("resubscribed %+v: want live, its createdAt kept, and one gap from %v", l1, ended.DeletedAt)
 	}
 	item, _ = db.GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String(s.tables.Subscribers), Key: subscriptionKey("p", "l1")})
 	if item.Item[attrExpiresAt] != nil {
 		t.Errorf("live subscription %v carries %s: TTL would delete it", item.Item, attrExpiresAt)
+	}
+	// A second round adds a second gap; a repeat subscribe changes nothing.
+	if err := s.Unsubscribe(ctx, "p", "l1"); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := s.Subscribe(ctx, "p", "l1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, _ = s.Subscribers(ctx, "p")
+	if l1 := got[0]; !l1.DeletedAt.IsZero() || len(l1.Gaps) != 2 || !l1.Gaps[1].From.After(l1.Gaps[0].To) {
+		t.Errorf("after a second unsubscribe and subscribe: %+v, want live with two gaps in order", l1)
 	}
 	if producers, _ := s.Producers(ctx, "l1"); len(producers) != 1 {
 		t.Errorf("Producers(l1) = %+v after subscribing again, want p", producers)

@@ -18,10 +18,12 @@ const (
 	attrQueueURL    = "queueUrl"
 
 	// Subscribers, and the keys of SubscriberEvents. attrDeletedAt marks an
-	// unsubscribed subscription (a tombstone, expiring at attrExpiresAt).
+	// unsubscribed subscription (a tombstone, expiring at attrExpiresAt);
+	// attrGaps lists earlier unsubscribed times of a resumed one.
 	attrProducerID   = "producerId"
 	attrSubscriberID = "subscriberId"
 	attrDeletedAt    = "deletedAt"
+	attrGaps         = "gaps"
 
 	// SubscriberEvents. attrEventSortKey holds the event timestamp, the
 	// producer and the event id, '#' between them: sorted by event time, yet
