@@ -411,6 +411,29 @@ func putPendingRow(t *testing.T, s *Store, arn, claim string, at time.Time) {
 	})
 }
 
+// renewClaim moves agent id's pending row from claim old to claim token,
+// claimed at, as the claim's owner renewing it does.
+func renewClaim(t *testing.T, s *Store, id, old, token string, at time.Time) {
+	t.Helper()
+	db, _ := clients(s)
+	_, err := db.UpdateItem(testContext(t), &dynamodb.UpdateItemInput{
+		TableName:                aws.String(s.tables.Agents),
+		Key:                      agentKey(id),
+		UpdateExpression:         aws.String("SET #token = :token, #since = :since"),
+		ConditionExpression:      aws.String("#token = :old AND #status = :pending"),
+		ExpressionAttributeNames: map[string]string{"#token": attrClaim, "#since": attrClaimedAt, "#status": attrStatus},
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":token":   attrS(token),
+			":since":   attrS(formatTime(at)),
+			":old":     attrS(old),
+			":pending": attrS(statusPending),
+		},
+	})
+	if err != nil {
+		t.Errorf("renew claim %s on agent %s: %v", old, id, err)
+	}
+}
+
 // putAgentItem writes item into s's Agents table.
 func putAgentItem(t *testing.T, s *Store, item map[string]types.AttributeValue) {
 	t.Helper()
@@ -591,8 +614,9 @@ func TestRegisterAgentRace(t *testing.T) {
 		activate fault
 		// bWaitsForA: B's first pause lets A's activation go on and lasts
 		// until A has returned. Otherwise A's activation waits until B has
-		// returned, and A's clock runs a minute behind, so that B finds
-		// A's claim abandoned once it has waited agentWaitTimeout.
+		// returned, and A's clock runs twice agentClaimStale behind, so
+		// that B finds A's claim abandoned once it has waited
+		// agentWaitTimeout.
 		bWaitsForA bool
 		wantAErr   error // nil: A returns B's agent
 	}{
@@ -636,7 +660,7 @@ func TestRegisterAgentRace(t *testing.T) {
 			a := testRegistrar(s, faultyItems{agentItems: db, faults: map[string]fault{opActivate: activate}}, q)
 			if !tc.bWaitsForA {
 				behind := s.now
-				a.now = func() time.Time { return behind().Add(-time.Minute) }
+				a.now = func() time.Time { return behind().Add(-2 * agentClaimStale) }
 			}
 			var aAgent Agent
 			var aErr error
@@ -690,48 +714,166 @@ func TestRegisterAgentRace(t *testing.T) {
 	}
 }
 
+// TestRegisterAgentLateActivation: an owner's activation request that
+// reaches DynamoDB late, after the owner gave it up and began to clean up,
+// fails its condition: it can neither activate an agent whose queue is
+// being deleted nor bring the released row back. A's activation fails here
+// before it is sent; the test then sends that very request at a step of
+// A's clean-up, or after A returned.
+func TestRegisterAgentLateActivation(t *testing.T) {
+	t.Parallel()
+	s := newTestStore(t)
+	internal := &smithy.GenericAPIError{Code: "InternalServerError", Message: "injected"}
+	const (
+		stepDeleteQueue = "delete queue" // SQS DeleteQueue of A's queue
+		stepReturned    = "returned"     // A's register has returned
+	)
+	for _, tc := range []struct {
+		name  string
+		lands string // the step just before which A's activation lands
+	}{
+		{name: "lands while A deletes the queue", lands: stepDeleteQueue},
+		{name: "lands before A releases the row", lands: opRelease},
+		{name: "lands after A returned", lands: stepReturned},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := testContext(t)
+			arn := roleARN(t)
+			id := agentID(arn)
+			db, q := clients(s)
+
+			recorded := &recordingActivations{}
+			var lateErr error
+			landed := 0
+			land := func() {
+				landed++
+				if recorded.last == nil {
+					t.Errorf("%s: A sent no activation to land late", tc.lands)
+					return
+				}
+				_, lateErr = db.UpdateItem(ctx, recorded.last)
+			}
+			faults := map[string]fault{opActivate: {err: internal}} // fails unsent
+			var queues agentQueues = q
+			switch tc.lands {
+			case stepDeleteQueue:
+				queues = hookedDeletes{agentQueues: q, before: land}
+			case opRelease:
+				faults[opRelease] = fault{before: land}
+			}
+			recorded.agentItems = faultyItems{agentItems: db, faults: faults}
+			a, err := testRegistrar(s, recorded, queues).register(ctx, arn)
+			if !errors.Is(err, internal) || !strings.Contains(err.Error(), id) {
+				t.Fatalf("A's register = %+v, %v; want error %v naming %s", a, err, internal, id)
+			}
+			if tc.lands == stepReturned {
+				land()
+			}
+
+			if landed != 1 {
+				t.Fatalf("A's activation landed %d times, want once (A never reached %s?)", landed, tc.lands)
+			}
+			if _, ok := errors.AsType[*types.ConditionalCheckFailedException](lateErr); !ok {
+				t.Errorf("late activation = %v, want ConditionalCheckFailedException", lateErr)
+			}
+			if item := agentItem(t, s, id); item != nil {
+				t.Errorf("agent row %s after A cleaned up, want none", describeItem(item))
+			}
+			if stored, err := s.Agent(ctx, id); !errors.Is(err, ErrNotFound) {
+				t.Errorf("Agent = %+v, %v; want ErrNotFound", stored, err)
+			}
+			if queueExists(t, s, id) {
+				t.Errorf("queue of agent %s exists after A cleaned up", id)
+			}
+		})
+	}
+}
+
+// recordingActivations passes DynamoDB calls on, recording the last
+// activation (the UpdateItem making a row active) on its way.
+type recordingActivations struct {
+	agentItems
+	last *dynamodb.UpdateItemInput
+}
+
+func (r *recordingActivations) UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error) {
+	if in.ExpressionAttributeValues[":url"] != nil {
+		r.last = in
+	}
+	return r.agentItems.UpdateItem(ctx, in, opts...)
+}
+
+// hookedDeletes calls before at every DeleteQueue, then passes it on.
+type hookedDeletes struct {
+	agentQueues
+	before func()
+}
+
+func (h hookedDeletes) DeleteQueue(ctx context.Context, in *sqs.DeleteQueueInput, opts ...func(*sqs.Options)) (*sqs.DeleteQueueOutput, error) {
+	h.before()
+	return h.agentQueues.DeleteQueue(ctx, in, opts...)
+}
+
 // TestRegisterAgentPendingRow: a registration finding a row pending waits
 // agentWaitTimeout for it, then takes over a claim abandoned for
 // agentClaimStale and completes the registration (with the queue its dead
-// owner created, if any), or leaves a younger claim alone.
+// owner created, if any), or leaves a younger claim alone, and a claim its
+// owner renewed after the registration read it.
 func TestRegisterAgentPendingRow(t *testing.T) {
 	t.Parallel()
 	s := newTestStore(t)
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	internal := &smithy.GenericAPIError{Code: "InternalServerError", Message: "injected"}
 	const maxPolls = int(agentWaitTimeout / agentPollInterval)
+	const owner = "owner" // the pending row's claim
 	for _, tc := range []struct {
-		name         string
-		age          time.Duration    // of the pending row's claim
-		queue        bool             // the claim's owner created the queue
-		realPause    time.Duration    // > 0: pause for real, the caller giving up after it
-		faults       map[string]fault // of the DynamoDB client
-		wantErr      error            // nil: registered
+		name      string
+		age       time.Duration    // of the pending row's claim
+		queue     bool             // the claim's owner created the queue
+		realPause time.Duration    // > 0: pause for real, the caller giving up after it
+		faults    map[string]fault // of the DynamoDB client
+		// renewAs, if set, is the claim under which the owner renews the
+		// row (claimed now) after the registration read it abandoned,
+		// just before its takeover reaches DynamoDB.
+		renewAs      string
+		wantErr      error // nil: registered
 		wantTakeOver bool
 	}{
-		{name: "abandoned with its queue: taken over", age: time.Minute, queue: true, wantTakeOver: true},
-		{name: "abandoned before its queue: taken over", age: time.Minute, wantTakeOver: true},
+		{name: "abandoned with its queue: taken over", age: 2 * agentClaimStale, queue: true, wantTakeOver: true},
+		{name: "abandoned before its queue: taken over", age: 2 * agentClaimStale, wantTakeOver: true},
 		{name: "abandoned just now: taken over", age: agentClaimStale, wantTakeOver: true},
 		{name: "almost abandoned: retry later", age: agentClaimStale - time.Millisecond, wantErr: ErrRetryLater},
 		{name: "fresh: retry later", age: time.Second, queue: true, wantErr: ErrRetryLater},
 		{
-			name: "taken over though the answer is lost", age: time.Minute, wantTakeOver: true,
+			name: "taken over though the answer is lost", age: 2 * agentClaimStale, wantTakeOver: true,
 			faults: map[string]fault{opTakeOver: {err: &types.ConditionalCheckFailedException{Message: aws.String("injected")}, write: true}},
 		},
 		{
-			name: "takeover fails: row left alone", age: time.Minute,
+			name: "takeover fails: row left alone", age: 2 * agentClaimStale,
 			faults:  map[string]fault{opTakeOver: {err: internal}},
 			wantErr: internal,
 		},
 		{name: "caller gives up while waiting", age: time.Second, realPause: 3 * agentPollInterval, wantErr: context.DeadlineExceeded},
+		{
+			// Its owner was alive after all: a taker must not create a
+			// queue, or activate the row, under a live owner's claim.
+			name: "abandoned, but its owner renews it before the takeover lands: retry later, row and queue left alone",
+			age:  2 * agentClaimStale, queue: true, renewAs: owner,
+			wantErr: ErrRetryLater,
+		},
+		{
+			name: "abandoned, but its owner renews it under a new claim to clean up: retry later, row and queue left alone",
+			age:  2 * agentClaimStale, queue: true, renewAs: "owner-cleaning-up",
+			wantErr: ErrRetryLater,
+		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			arn := roleARN(t)
 			id := agentID(arn)
 			db, q := clients(s)
-			const deadOwner = "dead-owner"
-			putPendingRow(t, s, arn, deadOwner, now.Add(-tc.age))
+			putPendingRow(t, s, arn, owner, now.Add(-tc.age))
 			if tc.queue {
 				policy, err := queuePolicy(s.account, arn, queueName(id))
 				if err != nil {
@@ -741,8 +883,17 @@ func TestRegisterAgentPendingRow(t *testing.T) {
 					t.Fatalf("createQueue: %v", err)
 				}
 			}
+			faults, wantClaim, wantSince := tc.faults, owner, now.Add(-tc.age)
+			renewals := 0
+			if tc.renewAs != "" {
+				faults = map[string]fault{opTakeOver: {before: func() {
+					renewals++
+					renewClaim(t, s, id, owner, tc.renewAs, now)
+				}}}
+				wantClaim, wantSince = tc.renewAs, now
+			}
 			creates := &countingCreates{agentQueues: q}
-			r := testRegistrar(s, faultyItems{agentItems: db, faults: tc.faults}, creates)
+			r := testRegistrar(s, faultyItems{agentItems: db, faults: faults}, creates)
 			r.now = func() time.Time { return now }
 			var pauses []time.Duration
 			r.sleep = func(ctx context.Context, d time.Duration) error {
@@ -764,6 +915,9 @@ func TestRegisterAgentPendingRow(t *testing.T) {
 			case tc.wantErr != nil && (!errors.Is(err, tc.wantErr) || !strings.Contains(err.Error(), id)):
 				t.Fatalf("register = %+v, %v; want error %v naming %s", a, err, tc.wantErr, id)
 			}
+			if tc.renewAs != "" && renewals != 1 {
+				t.Errorf("the owner renewed its claim %d times before a takeover, want once", renewals)
+			}
 			if tc.realPause == 0 && (len(pauses) != maxPolls || slices.ContainsFunc(pauses, func(d time.Duration) bool { return d != agentPollInterval })) {
 				t.Errorf("paused %v, want %d pauses of %v", pauses, maxPolls, agentPollInterval)
 			}
@@ -773,16 +927,17 @@ func TestRegisterAgentPendingRow(t *testing.T) {
 				if stored, err := s.Agent(testContext(t), id); err != nil || stored != a {
 					t.Errorf("Agent = %+v, %v; want %+v", stored, err, a)
 				}
-				if status != statusActive || claim == deadOwner {
-					t.Errorf("row %s: want it active under a claim other than %s", describeItem(item), deadOwner)
+				if status != statusActive || claim == owner {
+					t.Errorf("row %s: want it active under a claim other than %s", describeItem(item), owner)
 				}
 				if !queueExists(t, s, id) {
 					t.Errorf("queue of agent %s does not exist", id)
 				}
 				return
 			}
-			if status != statusPending || claim != deadOwner || itemString(item, attrClaimedAt) != formatTime(now.Add(-tc.age)) {
-				t.Errorf("row %s: want it still pending under claim %s, unchanged", describeItem(item), deadOwner)
+			if status != statusPending || claim != wantClaim || itemString(item, attrClaimedAt) != formatTime(wantSince) {
+				t.Errorf("row %s: want it still pending under claim %s claimed at %s, as its owner left it",
+					describeItem(item), wantClaim, formatTime(wantSince))
 			}
 			if n := creates.n.Load(); n != 0 {
 				t.Errorf("CreateQueue called %d times under another's claim, want 0", n)
@@ -893,12 +1048,12 @@ func TestAgentPendingNotRemembered(t *testing.T) {
 	ctx := testContext(t)
 	arn := roleARN(t)
 	id := agentID(arn)
-	putPendingRow(t, s, arn, "owner", time.Now().Add(-time.Hour))
+	putPendingRow(t, s, arn, "owner", time.Now().Add(-2*agentClaimStale))
 	if _, err := s.Agent(ctx, id); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("Agent(pending) = %v, want ErrNotFound", err)
 	}
 	db, q := clients(s)
-	a, err := testRegistrar(s, db, q).register(ctx, arn) // takes the hour-old claim over
+	a, err := testRegistrar(s, db, q).register(ctx, arn) // takes the abandoned claim over
 	if err != nil {
 		t.Fatalf("register: %v", err)
 	}
