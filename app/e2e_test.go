@@ -142,7 +142,7 @@ func TestOneEventTwoSubscribers(t *testing.T) {
 	}
 	for _, sub := range []store.Agent{sub1, sub2} {
 		msgs := append(got[sub.ID], receive(t, e, sub.QueueURL, deliveryTimeout, count(n-1))...)
-		checkExactlyOnceInOrder(t, sub.ID, msgs, map[string]int{producer.ID: n})
+		e.checkDelivered(t, sub.ID, msgs, map[string]int{producer.ID: n})
 	}
 }
 
@@ -183,7 +183,7 @@ func TestManyEventsInOrder(t *testing.T) {
 		go func() {
 			defer rg.Done()
 			msgs := receive(t, e, sub.QueueURL, 3*deliveryTimeout, count(1000))
-			checkExactlyOnceInOrder(t, sub.ID, msgs, want)
+			e.checkDelivered(t, sub.ID, msgs, want)
 		}()
 	}
 	wg.Wait()
@@ -217,7 +217,7 @@ func TestDirectKinesisAndDeadLetters(t *testing.T) {
 	publish(t, s, numbered(producer, 1, 1)...)
 
 	msgs := receive(t, e, sub.QueueURL, deliveryTimeout, count(2))
-	checkExactlyOnceInOrder(t, sub.ID, msgs, map[string]int{producer.ID: 2})
+	e.checkDelivered(t, sub.ID, msgs, map[string]int{producer.ID: 2})
 	if msgs[0].EventType != "direct" || msgs[0].Timestamp == "" || msgs[0].EventID == "" {
 		t.Errorf("direct event delivered as %+v, want eventType direct with a timestamp and an eventId", msgs[0])
 	}
@@ -266,7 +266,7 @@ func TestAgentRoundTrip(t *testing.T) {
 		return len(msgs) >= n
 	})
 	msgs := receive(t, e, follower.QueueURL, deliveryTimeout, count(n))
-	checkExactlyOnceInOrder(t, follower.ID, msgs, map[string]int{relay.ID: n})
+	e.checkDelivered(t, follower.ID, msgs, map[string]int{relay.ID: n})
 }
 
 // TestRestartMidStream: a service stopped as by SIGTERM while events flow,
@@ -299,7 +299,7 @@ func TestRestartMidStream(t *testing.T) {
 	// by SQS here as on AWS, and one that SQS did not drop would show.
 	waitFor(t, deliveryTimeout, "all events queued", func() bool { return queued(t, e, sub.QueueURL) >= total })
 	msgs := receive(t, e, sub.QueueURL, deliveryTimeout, count(total))
-	checkExactlyOnceInOrder(t, sub.ID, msgs, map[string]int{producer.ID: total})
+	e.checkDelivered(t, sub.ID, msgs, map[string]int{producer.ID: total})
 }
 
 // TestTwoServicesShareTheStream: two tasks on one deployment deliver
@@ -344,7 +344,7 @@ func TestTwoServicesShareTheStream(t *testing.T) {
 	for _, p := range producers {
 		want[p.ID] = 2 * per
 	}
-	checkExactlyOnceInOrder(t, sub.ID, msgs, want)
+	e.checkDelivered(t, sub.ID, msgs, want)
 }
 
 // leaseOwners reads a KCL lease table: shard id -> owner. The attribute
@@ -403,7 +403,7 @@ func TestMissingQueueDelaysOnlyItsSubscriber(t *testing.T) {
 		publish(t, s, numbered(producer, i, 5)...)
 	}
 	msgs := receive(t, e, fine.QueueURL, deliveryTimeout, count(n))
-	checkExactlyOnceInOrder(t, fine.ID, msgs, map[string]int{producer.ID: n})
+	e.checkDelivered(t, fine.ID, msgs, map[string]int{producer.ID: n})
 
 	var letters []store.DeadLetter
 	waitFor(t, deliveryTimeout, "the missing queue's events in the dead letters", func() bool {
@@ -450,7 +450,7 @@ func TestUnsubscribeDuringBacklog(t *testing.T) {
 
 	second := e.start(t, "after")
 	msgs := receive(t, e, sub.QueueURL, deliveryTimeout, count(3))
-	checkExactlyOnceInOrder(t, sub.ID, msgs, map[string]int{producer.ID: 3})
+	e.checkDelivered(t, sub.ID, msgs, map[string]int{producer.ID: 3})
 	var list struct{ Subscriptions []any }
 	json.Unmarshal(mustCall(t, 200, "GET", second.url+"/agents/"+sub.ID+"/subscriptions", nil), &list)
 	if len(list.Subscriptions) != 0 {
