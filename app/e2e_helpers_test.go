@@ -410,4 +410,3 @@ func eventIDs(msgs []pipeline.Message) []string {
 	sort.Strings(out)
 	return out
 }
-
