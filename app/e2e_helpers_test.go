@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -400,13 +399,4 @@ func checkExactlyOnceInOrder(t testing.TB, subscriber string, msgs []pipeline.Me
 			t.Errorf("subscriber %s, producer %s: got %d events, want %d", subscriber, p, next[p], n)
 		}
 	}
-}
-
-func eventIDs(msgs []pipeline.Message) []string {
-	out := make([]string, len(msgs))
-	for i, m := range msgs {
-		out[i] = m.EventID
-	}
-	sort.Strings(out)
-	return out
 }
