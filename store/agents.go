@@ -223,20 +223,7 @@ func (r registrar) claim(ctx context.Context, id, resourceARN, token string) (bo
 // pending under token: not when another registration took it over or
 // completed it first, nor when its owner renewed the claim meanwhile.
 func (r registrar) takeOver(ctx context.Context, id, old string, oldSince time.Time, token string) (bool, error) {
-	_, err := r.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName:                aws.String(r.table),
-		Key:                      agentKey(id),
-		UpdateExpression:         aws.String("SET #token = :token, #since = :since"),
-		ConditionExpression:      aws.String("#token = :old AND #since = :oldSince AND #status = :pending"),
-		ExpressionAttributeNames: map[string]string{"#token": attrClaim, "#since": attrClaimedAt, "#status": attrStatus},
-		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":token":    attrS(token),
-			":since":    attrS(formatTime(r.now())),
-			":old":      attrS(old),
-			":oldSince": attrS(formatTime(oldSince)),
-			":pending":  attrS(statusPending),
-		},
-	})
+	err := r.moveClaim(ctx, id, old, &oldSince, token)
 	switch {
 	case err == nil:
 		return true, nil
@@ -250,6 +237,33 @@ func (r registrar) takeOver(ctx context.Context, id, old string, oldSince time.T
 		return err == nil && row.status == statusPending && row.claim == token, nil
 	}
 	return false, fmt.Errorf("register agent %s: take over abandoned claim %s in table %s: %w", id, old, r.table, err)
+}
+
+// moveClaim moves agent id's pending row from claim from (made or renewed
+// at fromSince, when given) to claim to, stamped now. The error is
+// DynamoDB's: a ConditionalCheckFailed one when the row is not pending
+// under from (at fromSince) any more.
+func (r registrar) moveClaim(ctx context.Context, id, from string, fromSince *time.Time, to string) error {
+	cond := "#token = :from AND #status = :pending"
+	values := map[string]types.AttributeValue{
+		":to":      attrS(to),
+		":since":   attrS(formatTime(r.now())),
+		":from":    attrS(from),
+		":pending": attrS(statusPending),
+	}
+	if fromSince != nil {
+		cond += " AND #since = :fromSince"
+		values[":fromSince"] = attrS(formatTime(*fromSince))
+	}
+	_, err := r.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                 aws.String(r.table),
+		Key:                       agentKey(id),
+		UpdateExpression:          aws.String("SET #token = :to, #since = :since"),
+		ConditionExpression:       aws.String(cond),
+		ExpressionAttributeNames:  map[string]string{"#token": attrClaim, "#since": attrClaimedAt, "#status": attrStatus},
+		ExpressionAttributeValues: values,
+	})
+	return err
 }
 
 // create runs as the owner of agent id's claim token: it creates (or, after
@@ -306,19 +320,7 @@ func (r registrar) compensate(ctx context.Context, id, token, queueURL string, a
 	// on its way (its answer lost, not its request) then fails its
 	// condition instead of activating an agent whose queue is going.
 	renewed := newClaimToken()
-	_, err := r.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName:                aws.String(r.table),
-		Key:                      agentKey(id),
-		UpdateExpression:         aws.String("SET #token = :renewed, #since = :since"),
-		ConditionExpression:      aws.String("#token = :token AND #status = :pending"),
-		ExpressionAttributeNames: map[string]string{"#since": attrClaimedAt, "#token": attrClaim, "#status": attrStatus},
-		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":renewed": attrS(renewed),
-			":since":   attrS(formatTime(r.now())),
-			":token":   attrS(token),
-			":pending": attrS(statusPending),
-		},
-	})
+	err := r.moveClaim(ctx, id, token, nil, renewed)
 	switch {
 	case hasCode(err, codeConditionalCheckFailed):
 		return r.afterClaimLost(ctx, id, actErr)

@@ -314,7 +314,7 @@ func (f faultyItems) UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInpu
 	switch {
 	case in.ExpressionAttributeValues[":url"] != nil:
 		op = opActivate
-	case in.ExpressionAttributeValues[":old"] != nil:
+	case in.ExpressionAttributeValues[":fromSince"] != nil: // only a takeover checks the claim's age
 		op = opTakeOver
 	}
 	return out, f.do(op, func() error { out, err = f.agentItems.UpdateItem(ctx, in, opts...); return err })
