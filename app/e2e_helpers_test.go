@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"go.uber.org/zap"
@@ -70,6 +71,19 @@ func newEnv(t testing.TB) *env {
 			SubscriberEvents: cfg.SubscriberEventsTable, DeadLetters: cfg.DeadLettersTable,
 		}, store.Account{Partition: "aws", Region: "us-east-1", ID: "000000000000"}),
 	}
+}
+
+// putRecord puts data straight into e's stream, as a producer may, and
+// returns its sequence number.
+func (e *env) putRecord(t testing.TB, partitionKey, data string) string {
+	t.Helper()
+	out, err := kinesis.NewFromConfig(e.awsCfg).PutRecord(context.Background(), &kinesis.PutRecordInput{
+		StreamName: aws.String(e.cfg.Stream), PartitionKey: aws.String(partitionKey), Data: []byte(data),
+	})
+	if err != nil {
+		t.Fatalf("PutRecord: %v", err)
+	}
+	return aws.ToString(out.SequenceNumber)
 }
 
 // service is one running fanout task.

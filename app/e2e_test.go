@@ -12,7 +12,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
-	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/fanout/fanout/internal/awstest"
@@ -200,20 +199,10 @@ func TestDirectKinesisAndDeadLetters(t *testing.T) {
 	producer, sub := register(t, s, "p"), register(t, s, "s")
 	subscribe(t, s, sub, producer)
 
-	kc := kinesis.NewFromConfig(e.awsCfg)
-	put := func(key string, data string) string {
-		out, err := kc.PutRecord(context.Background(), &kinesis.PutRecordInput{
-			StreamName: aws.String(e.cfg.Stream), PartitionKey: aws.String(key), Data: []byte(data),
-		})
-		if err != nil {
-			t.Fatalf("PutRecord: %v", err)
-		}
-		return aws.ToString(out.SequenceNumber)
-	}
-	garbageSeq := put(producer.ID, "this is not json")
+	garbageSeq := e.putRecord(t, producer.ID, "this is not json")
 	unknown := "11111111-1111-1111-1111-111111111111"
-	unknownSeq := put(unknown, fmt.Sprintf(`{"agentId":%q,"eventType":"x","data":{}}`, unknown))
-	put(producer.ID, fmt.Sprintf(`{"agentId":%q,"eventType":"direct","data":{"n":0}}`, producer.ID))
+	unknownSeq := e.putRecord(t, unknown, fmt.Sprintf(`{"agentId":%q,"eventType":"x","data":{}}`, unknown))
+	e.putRecord(t, producer.ID, fmt.Sprintf(`{"agentId":%q,"eventType":"direct","data":{"n":0}}`, producer.ID))
 	publish(t, s, numbered(producer, 1, 1)...)
 
 	msgs := receive(t, e, sub.QueueURL, deliveryTimeout, count(2))
@@ -433,14 +422,8 @@ func TestUnsubscribeDuringBacklog(t *testing.T) {
 	subscribe(t, first, sub, producer)
 	first.stop(t)
 
-	kc := kinesis.NewFromConfig(e.awsCfg)
 	for i := range 3 {
-		if _, err := kc.PutRecord(context.Background(), &kinesis.PutRecordInput{
-			StreamName: aws.String(e.cfg.Stream), PartitionKey: aws.String(producer.ID),
-			Data: fmt.Appendf(nil, `{"agentId":%q,"eventType":"backlog","data":{"n":%d}}`, producer.ID, i),
-		}); err != nil {
-			t.Fatal(err)
-		}
+		e.putRecord(t, producer.ID, fmt.Sprintf(`{"agentId":%q,"eventType":"backlog","data":{"n":%d}}`, producer.ID, i))
 	}
 	// What DELETE /agents/{listener}/subscriptions/{producer} does; no task
 	// is running to serve it.

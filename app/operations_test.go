@@ -11,7 +11,6 @@ import (
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 )
 
@@ -48,12 +47,7 @@ func TestAWSOperationsMatchDeployPolicy(t *testing.T) {
 	if _, err := e.sqs.DeleteQueue(context.Background(), &sqs.DeleteQueueInput{QueueUrl: aws.String(gone.QueueURL)}); err != nil {
 		t.Fatal(err)
 	}
-	kc := kinesis.NewFromConfig(e.awsCfg)
-	if _, err := kc.PutRecord(context.Background(), &kinesis.PutRecordInput{
-		StreamName: aws.String(e.cfg.Stream), PartitionKey: aws.String(producer.ID), Data: []byte("garbage"),
-	}); err != nil {
-		t.Fatal(err)
-	}
+	e.putRecord(t, producer.ID, "garbage")
 	publish(t, s, numbered(producer, 0, 3)...)
 	receive(t, e, sub.QueueURL, deliveryTimeout, count(3))
 	waitFor(t, deliveryTimeout, "dead letters of both stages", func() bool {
