@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -57,12 +56,6 @@ type agentGetter interface {
 // writing an item that is already there reports created=false, no error.
 type eventWriter interface {
 	PutEvent(ctx context.Context, e store.Event) (created bool, err error)
-}
-
-// deadLetterer is satisfied by *store.Store. PutDeadLetter must be
-// idempotent on DeadLetter.ID.
-type deadLetterer interface {
-	PutDeadLetter(ctx context.Context, d store.DeadLetter) (created bool, err error)
 }
 
 // Aggregator fans each Kinesis record out to one SubscriberEvents item per
@@ -267,101 +260,4 @@ func rejectedEvent(e store.Event, err error) store.DeadLetter {
 		Data:    data,
 		At:      time.Now().UTC(),
 	}
-}
-
-// deadLetters sets records aside, once each, where operators list them.
-type deadLetters struct {
-	store deadLetterer
-	stage string
-	log   *zap.Logger
-}
-
-// put records data as a dead letter of shardID/seq (idempotent) and logs it
-// the first time. It fails only when ctx is cancelled.
-func (d *deadLetters) put(ctx context.Context, shardID, seq string, data []byte, reason string) error {
-	dl := store.DeadLetter{
-		ID:      d.stage + "/" + shardID + "/" + seq,
-		Stage:   d.stage,
-		Reason:  reason,
-		ShardID: shardID,
-		Seq:     seq,
-		Data:    data,
-		At:      time.Now().UTC(),
-	}
-	return d.putLetter(ctx, dl)
-}
-
-func (d *deadLetters) putLetter(ctx context.Context, dl store.DeadLetter) error {
-	var created bool
-	err := retry(ctx, func() (err error) {
-		created, err = d.store.PutDeadLetter(ctx, dl)
-		return err
-	}, d.log, "write dead letter", zap.String("dead_letter_id", dl.ID))
-	if errors.Is(err, store.ErrRejected) {
-		// Nowhere left to put it: the log line is all that remains.
-		d.log.Error("dead letter refused; record skipped", zap.String("stage", dl.Stage), zap.String("dead_letter_id", dl.ID),
-			zap.String("shard_id", dl.ShardID), zap.String("seq", dl.Seq), zap.String("reason", dl.Reason), zap.Error(err))
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if created {
-		// Alarms count this exact message (deploy/): keep it stable.
-		d.log.Warn("dead-lettered", zap.String("stage", dl.Stage), zap.String("dead_letter_id", dl.ID),
-			zap.String("shard_id", dl.ShardID), zap.String("seq", dl.Seq), zap.String("reason", dl.Reason))
-	}
-	return nil
-}
-
-// retry calls f until it succeeds or ctx is done, backing off between
-// attempts and logging each failure once at warn. An error wrapping
-// store.ErrRejected (AWS refused the request as invalid) is returned at
-// once: the caller sets the record aside.
-func retry(ctx context.Context, f func() error, log *zap.Logger, what string, fields ...zap.Field) error {
-	for attempt := 0; ; attempt++ {
-		err := f()
-		if err == nil {
-			return nil
-		}
-		if errors.Is(err, store.ErrRejected) { // retrying cannot help
-			return err
-		}
-		if ctx.Err() != nil {
-			return fmt.Errorf("%s: %w", what, ctx.Err())
-		}
-		log.Warn(what+" failed, retrying", append(fields, zap.Int("attempt", attempt+1), zap.Error(err))...)
-		if !sleep(ctx, backoff(attempt)) {
-			return fmt.Errorf("%s: %w (last error: %v)", what, ctx.Err(), err)
-		}
-	}
-}
-
-// forEachLimit runs f for every item with at most limit at once and returns
-// the first error.
-func forEachLimit(ctx context.Context, items []string, limit int, f func(context.Context, string) error) error {
-	if len(items) == 1 {
-		return f(ctx, items[0])
-	}
-	sem := make(chan struct{}, limit)
-	var wg sync.WaitGroup
-	var once sync.Once
-	var first error
-	for _, it := range items {
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-			wg.Wait()
-			return ctx.Err()
-		}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			if err := f(ctx, it); err != nil {
-				once.Do(func() { first = err })
-			}
-		}()
-	}
-	wg.Wait()
-	return first
 }

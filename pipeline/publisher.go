@@ -150,7 +150,7 @@ func (p *Publisher) send(ctx context.Context, log *zap.Logger, shardID, sub stri
 		case errors.Is(err, store.ErrNotFound):
 			return p.setAside(ctx, shardID, msgs, byID, fmt.Sprintf("subscriber agent %s does not exist", sub))
 		case err != nil:
-			if err := p.wait(ctx, log, attempt, "look up queue", err); err != nil {
+			if err := pause(ctx, log, attempt, "look up queue", err); err != nil {
 				return err
 			}
 			continue
@@ -168,7 +168,7 @@ func (p *Publisher) send(ctx context.Context, log *zap.Logger, shardID, sub stri
 		case err != nil:
 			// Whole call failed: resend all of it; deduplication ids make
 			// the entries SQS did take harmless.
-			if err := p.wait(ctx, log, attempt, "send messages", err); err != nil {
+			if err := pause(ctx, log, attempt, "send messages", err); err != nil {
 				return err
 			}
 			continue
@@ -200,7 +200,7 @@ func (p *Publisher) send(ctx context.Context, log *zap.Logger, shardID, sub stri
 		}
 		msgs = again
 		if len(msgs) > 0 {
-			if err := p.wait(ctx, log, attempt, "send messages", fmt.Errorf("%d entries failed: %s", len(msgs), failedIDs[msgs[0].ID].Code)); err != nil {
+			if err := pause(ctx, log, attempt, "send messages", fmt.Errorf("%d entries failed: %s", len(msgs), failedIDs[msgs[0].ID].Code)); err != nil {
 				return err
 			}
 		}
@@ -222,15 +222,6 @@ func warnOrderHazard(log *zap.Logger, msgs []store.Message, failed map[string]st
 			return
 		}
 	}
-}
-
-// wait logs a failed attempt and backs off; it fails only when ctx is done.
-func (p *Publisher) wait(ctx context.Context, log *zap.Logger, attempt int, what string, err error) error {
-	log.Warn(what+" failed, retrying", zap.Int("attempt", attempt+1), zap.Error(err))
-	if !sleep(ctx, backoff(attempt)) {
-		return fmt.Errorf("%s: %w (last error: %v)", what, ctx.Err(), err)
-	}
-	return nil
 }
 
 // setAside dead-letters the events behind msgs with reason.
