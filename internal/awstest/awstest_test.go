@@ -3,6 +3,9 @@ package awstest
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"regexp"
 	"strings"
@@ -139,4 +142,65 @@ func (l *logBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// TestProxyForwardsWholeRequests checks that the proxy in front of the
+// emulator holds a request until its body has fully arrived and forwards all
+// of it. A proxy that streamed bodies could have its connection to the
+// emulator closed under it mid-answer (see readBody).
+func TestProxyForwardsWholeRequests(t *testing.T) {
+	t.Parallel()
+	const half = 1000
+	called := make(chan struct{})
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(called)
+		b, err := io.ReadAll(r.Body)
+		if err != nil {
+			t.Errorf("emulator side: read body: %v", err)
+		}
+		fmt.Fprint(w, len(b))
+	}))
+	defer backend.Close()
+
+	body, write := io.Pipe()
+	defer write.Close() // first, so that a failing run's handler finishes
+	req, err := http.NewRequest(http.MethodPost, serializeTableCalls(backend.URL), body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.ContentLength = 2 * half
+	type result struct {
+		body string
+		err  error
+	}
+	answer := make(chan result, 1)
+	go func() {
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			answer <- result{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		answer <- result{body: string(b), err: err}
+	}()
+
+	if _, err := write.Write(make([]byte, half)); err != nil {
+		t.Fatal(err)
+	}
+	// Half the body is in. The emulator must not have been called yet; the
+	// window is short, so a regression may slip past once but not for long.
+	select {
+	case <-called:
+		t.Fatal("the proxy called the emulator before the request body was complete")
+	case <-time.After(100 * time.Millisecond):
+	}
+	if _, err := write.Write(make([]byte, half)); err != nil {
+		t.Fatal(err)
+	}
+	write.Close()
+	got := <-answer
+	if got.err != nil || got.body != fmt.Sprint(2*half) {
+		t.Fatalf("answer %q, %v; want the emulator to have read %d bytes", got.body, got.err, 2*half)
+	}
 }
