@@ -27,6 +27,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/fanout/fanout/internal/sdkbody"
 	"github.com/fanout/fanout/pipeline"
 	"github.com/fanout/fanout/server"
 	"github.com/fanout/fanout/store"
@@ -59,7 +60,7 @@ func New(ctx context.Context, cfg Config, awsCfg aws.Config, log *zap.Logger) (*
 	}
 	calls := NewCallCounter()
 	awsCfg = awsCfg.Copy()
-	awsCfg.APIOptions = append(awsCfg.APIOptions, calls.Middleware)
+	awsCfg.APIOptions = append(awsCfg.APIOptions, calls.Middleware, sdkbody.HideWriterTo)
 	awsCfg.Logger = sdkLogger(log)
 	routeGlobalLogs(log)
 

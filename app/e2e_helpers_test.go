@@ -292,6 +292,14 @@ func receive(t testing.TB, e *env, queueURL string, timeout time.Duration, until
 // receiveOnce long-polls a queue once (up to 1 s) and deletes what it got.
 func receiveOnce(t testing.TB, e *env, queueURL string) []pipeline.Message {
 	t.Helper()
+	msgs, _ := receiveTimed(t, e, queueURL)
+	return msgs
+}
+
+// receiveTimed is receiveOnce that also returns when SQS accepted each
+// message (its SentTimestamp attribute, in milliseconds).
+func receiveTimed(t testing.TB, e *env, queueURL string) ([]pipeline.Message, []time.Time) {
+	t.Helper()
 	out, err := e.sqs.ReceiveMessage(context.Background(), &sqs.ReceiveMessageInput{
 		QueueUrl: aws.String(queueURL), MaxNumberOfMessages: 10, WaitTimeSeconds: 1,
 		MessageSystemAttributeNames: []sqstypes.MessageSystemAttributeName{sqstypes.MessageSystemAttributeNameAll},
@@ -300,9 +308,10 @@ func receiveOnce(t testing.TB, e *env, queueURL string) []pipeline.Message {
 		t.Fatalf("receive from %s: %v", queueURL, err)
 	}
 	if len(out.Messages) == 0 {
-		return nil
+		return nil, nil
 	}
 	got := make([]pipeline.Message, 0, len(out.Messages))
+	sentAt := make([]time.Time, 0, len(out.Messages))
 	entries := make([]sqstypes.DeleteMessageBatchRequestEntry, len(out.Messages))
 	for i, m := range out.Messages {
 		var msg pipeline.Message
@@ -320,18 +329,20 @@ func receiveOnce(t testing.TB, e *env, queueURL string) []pipeline.Message {
 		}
 		if n, _ := strconv.Atoi(m.Attributes[string(sqstypes.MessageSystemAttributeNameApproximateReceiveCount)]); n > 1 {
 			// A receive of ours whose answer was lost left messages in
-			// flight until their visibility timeout. The one known cause,
-			// the test proxy cutting answers, is fixed (awstest.readBody).
+			// flight until their visibility timeout. Both known causes are
+			// fixed: the test proxy cutting answers (awstest.readBody) and
+			// net/http closing a connection under an answer (sdkbody).
 			e.redelivered.Store(true)
 			t.Logf("message %s received for the %d. time: the emulator redelivered it", msg.EventID, n)
 		}
-		got = append(got, msg)
+		ms, _ := strconv.ParseInt(m.Attributes[string(sqstypes.MessageSystemAttributeNameSentTimestamp)], 10, 64)
+		got, sentAt = append(got, msg), append(sentAt, time.UnixMilli(ms))
 		entries[i] = sqstypes.DeleteMessageBatchRequestEntry{Id: aws.String(fmt.Sprint(i)), ReceiptHandle: m.ReceiptHandle}
 	}
 	if _, err := e.sqs.DeleteMessageBatch(context.Background(), &sqs.DeleteMessageBatchInput{QueueUrl: aws.String(queueURL), Entries: entries}); err != nil {
 		t.Fatalf("delete from %s: %v", queueURL, err)
 	}
-	return got
+	return got, sentAt
 }
 
 // count returns a condition that holds once n messages arrived.

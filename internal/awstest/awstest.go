@@ -29,6 +29,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/smithy-go/middleware"
 	"github.com/sivchari/kumo"
+
+	"github.com/fanout/fanout/internal/sdkbody"
 )
 
 const (
@@ -98,7 +100,7 @@ func Config(tb testing.TB) aws.Config {
 	default:
 		cfg = staticConfig(Endpoint(tb))
 	}
-	cfg.APIOptions = append(cfg.APIOptions, skipDynamoDBChecksum)
+	cfg.APIOptions = append(cfg.APIOptions, skipDynamoDBChecksum, sdkbody.HideWriterTo)
 	return cfg
 }
 
