@@ -67,7 +67,11 @@ func TestClosedRequestBodyCopiesAsEOF(t *testing.T) {
 			if !bytes.Equal(sent, payload) {
 				t.Errorf("sent %q, want %q", sent, payload)
 			}
-			if copyErr != tc.wantErr {
+			switch {
+			case copyErr == tc.wantErr:
+			case !tc.install:
+				t.Errorf("the SDK's own closed body now copies with %v, not io.EOF: the bug HideWriterTo works around looks fixed; remove it", copyErr)
+			default:
 				t.Errorf("copying the closed body: %v, want %v", copyErr, tc.wantErr)
 			}
 		})
