@@ -82,7 +82,8 @@ func Endpoint(tb testing.TB) string {
 // default chain (which reads that variable and the credentials), region
 // defaulting to us-east-1. In every case DynamoDB clients built from it skip
 // the response CRC32 check, which against kumo only logs a warning per
-// response.
+// response; and every client sends request bodies through
+// sdkbody.HideWriterTo, as fanout's own clients do.
 func Config(tb testing.TB) aws.Config {
 	tb.Helper()
 	var cfg aws.Config
