@@ -29,8 +29,8 @@ const (
 
 // Serve serves h on ln until ctx is cancelled, then stops accepting
 // connections, lets in-flight requests finish within drain, and returns nil.
-// If they do not finish in time, their contexts are cancelled, their
-// connections closed, and Serve returns an error; it returns within drain
+// If they do not finish in time, their connections are closed, their
+// contexts cancelled, and Serve returns an error; it returns within drain
 // (plus the time the handlers take to notice). It also returns an error if
 // serving fails before ctx is cancelled. Serve closes ln.
 func Serve(ctx context.Context, ln net.Listener, h http.Handler, drain time.Duration) error {
@@ -60,8 +60,11 @@ func Serve(ctx context.Context, ln net.Listener, h http.Handler, drain time.Dura
 	defer cancel()
 	err := srv.Shutdown(drainCtx)
 	if err != nil {
-		cancelBase()
+		// Connections first, then contexts: a handler that returns on
+		// cancellation must find its connection gone, or the server would
+		// answer an implicit 200 for work that was never done.
 		err = errors.Join(fmt.Errorf("drain http on %s within %s: %w", ln.Addr(), drain, err), srv.Close())
+		cancelBase()
 	}
 	if serr := <-served; !errors.Is(serr, http.ErrServerClosed) {
 		err = errors.Join(err, fmt.Errorf("serve http on %s: %w", ln.Addr(), serr))
