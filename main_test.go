@@ -64,13 +64,11 @@ func TestBinary(t *testing.T) {
 	})
 
 	t.Run("SIGTERM drains and exits 0", func(t *testing.T) {
-		port := freePort(t)
+		addr := awstest.FreeAddr(t)
 		n := awstest.Name(t, "bin")
 		cmd := exec.Command(bin)
-		cmd.Env = append(os.Environ(),
-			"AWS_ENDPOINT_URL="+awstest.Endpoint(t),
-			"AWS_REGION=us-east-1", "AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test",
-			"FANOUT_ADDR=127.0.0.1:"+port,
+		cmd.Env = append(awstest.ProcessEnv(t),
+			"FANOUT_ADDR="+addr,
 			"FANOUT_CREATE_RESOURCES=true",
 			"FANOUT_STREAM="+n+"-events",
 			"FANOUT_AGENTS_TABLE="+n+"-agents",
@@ -100,7 +98,7 @@ func TestBinary(t *testing.T) {
 			close(logs)
 		}()
 		defer cmd.Process.Kill()
-		base := "http://127.0.0.1:" + port
+		base := "http://" + addr
 		deadline := time.Now().Add(30 * time.Second)
 		for {
 			resp, err := http.Get(base + "/readyz")
@@ -122,7 +120,7 @@ func TestBinary(t *testing.T) {
 			err    error
 		}
 		inFlight := make(chan result, 1)
-		conn, err := net.Dial("tcp", "127.0.0.1:"+port)
+		conn, err := net.Dial("tcp", addr)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -150,7 +148,7 @@ func TestBinary(t *testing.T) {
 			// signal has landed and no new connection is accepted.
 			deadline := time.Now().Add(10 * time.Second)
 			for {
-				c, err := net.Dial("tcp", "127.0.0.1:"+port)
+				c, err := net.Dial("tcp", addr)
 				if err != nil {
 					break
 				}
@@ -201,17 +199,6 @@ func TestBinary(t *testing.T) {
 			}
 		}
 	})
-}
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	return port
 }
 
 func drain(logs chan string) string {

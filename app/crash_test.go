@@ -2,7 +2,6 @@ package app_test
 
 import (
 	"context"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -126,16 +125,9 @@ func buildFanout(t *testing.T) string {
 // ready; it is killed at the end of the test if still running.
 func (e *env) startProcess(t *testing.T, bin string) *service {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := awstest.FreeAddr(t)
 	cmd := exec.Command(bin)
-	cmd.Env = append(os.Environ(),
-		"AWS_ENDPOINT_URL="+awstest.Endpoint(t),
-		"AWS_REGION=us-east-1", "AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test",
+	cmd.Env = append(awstest.ProcessEnv(t),
 		"FANOUT_ADDR="+addr,
 		"FANOUT_CREATE_RESOURCES=true",
 		"FANOUT_STREAM="+e.cfg.Stream,

@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -12,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/fanout/fanout/internal/awstest"
 )
 
 // TestDevEntryPoint runs the README's first command as a newcomer would:
@@ -25,7 +26,7 @@ func TestDevEntryPoint(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin)
-	cmd.Env = append(os.Environ(), "FANOUT_ADDR=127.0.0.1:"+freePort(t), "FANOUT_DEV_AWS_ADDR=127.0.0.1:"+freePort(t))
+	cmd.Env = append(os.Environ(), "FANOUT_ADDR="+awstest.FreeAddr(t), "FANOUT_DEV_AWS_ADDR="+awstest.FreeAddr(t))
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -87,15 +88,4 @@ func TestDevEntryPoint(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Errorf("still running 30 s after Ctrl-C")
 	}
-}
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	return port
 }

@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -74,6 +75,28 @@ func Endpoint(tb testing.TB) string {
 	}
 	emulator.once.Do(func() { emulator.url = serializeTableCalls(kumo.NewServer().URL) })
 	return emulator.url
+}
+
+// ProcessEnv returns os.Environ() plus what points a fanout process at
+// Endpoint(tb): AWS_ENDPOINT_URL, region us-east-1 and static credentials
+// (emulators check neither).
+func ProcessEnv(tb testing.TB) []string {
+	tb.Helper()
+	return append(os.Environ(),
+		"AWS_ENDPOINT_URL="+Endpoint(tb),
+		"AWS_REGION="+region, "AWS_ACCESS_KEY_ID="+accessKey, "AWS_SECRET_ACCESS_KEY="+secretKey)
+}
+
+// FreeAddr returns a loopback host:port that was free a moment ago, for a
+// process under test to listen on.
+func FreeAddr(tb testing.TB) string {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatalf("find a free port: %v", err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }
 
 // Config returns an aws.Config for the endpoint Endpoint names. For a
