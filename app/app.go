@@ -28,6 +28,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/fanout/fanout/internal/sdkbody"
+	"github.com/fanout/fanout/kcl"
 	"github.com/fanout/fanout/pipeline"
 	"github.com/fanout/fanout/server"
 	"github.com/fanout/fanout/store"
@@ -43,8 +44,8 @@ type App struct {
 	log        *zap.Logger
 	ln         net.Listener
 	handler    http.Handler
-	aggregator *pipeline.Worker
-	publisher  *pipeline.Worker
+	aggregator *kcl.Worker
+	publisher  *kcl.Worker
 	calls      *CallCounter
 }
 
@@ -62,7 +63,7 @@ func New(ctx context.Context, cfg Config, awsCfg aws.Config, log *zap.Logger) (*
 	awsCfg = awsCfg.Copy()
 	awsCfg.APIOptions = append(awsCfg.APIOptions, calls.Middleware, sdkbody.HideWriterTo)
 	awsCfg.Logger = sdkLogger(log)
-	routeGlobalLogs(log)
+	kcl.RouteGlobalLogs(log)
 
 	ddb := dynamodb.NewFromConfig(awsCfg, skipChecksumOffAWS)
 	kc := kinesis.NewFromConfig(awsCfg)
@@ -99,11 +100,11 @@ func New(ctx context.Context, cfg Config, awsCfg aws.Config, log *zap.Logger) (*
 
 	a := &App{cfg: cfg, log: log, ln: ln, calls: calls}
 	agg := pipeline.NewAggregator(st, st, st, st, log)
-	a.aggregator = pipeline.NewAggregatorWorker(pipeline.WorkerConfig{
+	a.aggregator = kcl.NewKinesisWorker(kcl.Config{
 		Name: cfg.AggregatorLeaseTable, Stream: cfg.Stream, Region: awsCfg.Region, WorkerID: cfg.WorkerID,
 	}, kc, ddb, agg, log)
 	pub := pipeline.NewPublisher(st, st, st, log)
-	a.publisher = pipeline.NewPublisherWorker(pipeline.WorkerConfig{
+	a.publisher = kcl.NewStreamsWorker(kcl.Config{
 		Name: cfg.PublisherLeaseTable, Stream: streamARN, Region: awsCfg.Region, WorkerID: cfg.WorkerID,
 	}, awsCfg, streams, ddb, pub, log)
 

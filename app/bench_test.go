@@ -51,7 +51,7 @@ func runEndToEnd(b *testing.B, events, perPost int, interval time.Duration) {
 	}
 	// Warm up: measure a running pipeline, not KCL taking its leases
 	// (one per 2 s shard sync) after start.
-	publish(b, s, event{AgentID: producer.ID, EventType: "warm-up", Data: map[string]any{}})
+	publish(b, s, postEvent{AgentID: producer.ID, EventType: "warm-up", Data: map[string]any{}})
 	for _, sub := range subs {
 		receive(b, e, sub.QueueURL, deliveryTimeout, count(1))
 	}

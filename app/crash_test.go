@@ -14,8 +14,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodbstreams"
 	dstypes "github.com/aws/aws-sdk-go-v2/service/dynamodbstreams/types"
 
+	"github.com/fanout/fanout/event"
 	"github.com/fanout/fanout/internal/awstest"
-	"github.com/fanout/fanout/pipeline"
 )
 
 // TestKilledTaskReplaysWithoutDuplicates kills a task with SIGKILL while it
@@ -57,7 +57,7 @@ func TestKilledTaskReplaysWithoutDuplicates(t *testing.T) {
 
 // logStreamOrder logs the order of the messages received and of the
 // SubscriberEvents stream records, to tell where an order fault arose.
-func logStreamOrder(t *testing.T, e *env, msgs []pipeline.Message) {
+func logStreamOrder(t *testing.T, e *env, msgs []event.Message) {
 	var got []string
 	for _, m := range msgs {
 		got = append(got, string(m.Data))

@@ -23,8 +23,8 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/fanout/fanout/app"
+	"github.com/fanout/fanout/event"
 	"github.com/fanout/fanout/internal/awstest"
-	"github.com/fanout/fanout/pipeline"
 	"github.com/fanout/fanout/store"
 )
 
@@ -241,7 +241,7 @@ func subscribe(t testing.TB, s *service, listener, producer store.Agent) {
 }
 
 // event is a test event: data carries the producer's running number.
-type event struct {
+type postEvent struct {
 	AgentID   string         `json:"agentId"`
 	EventType string         `json:"eventType"`
 	Timestamp string         `json:"timestamp,omitempty"`
@@ -250,11 +250,11 @@ type event struct {
 }
 
 type receipts struct {
-	Events []pipeline.Receipt `json:"events"`
+	Events []event.Receipt `json:"events"`
 }
 
 // publish posts events (an array) and returns their receipts.
-func publish(t testing.TB, s *service, events ...event) []pipeline.Receipt {
+func publish(t testing.TB, s *service, events ...postEvent) []event.Receipt {
 	t.Helper()
 	var r receipts
 	if err := json.Unmarshal(mustCall(t, 202, "POST", s.url+"/events", events), &r); err != nil {
@@ -266,19 +266,19 @@ func publish(t testing.TB, s *service, events ...event) []pipeline.Receipt {
 	return r.Events
 }
 
-func numbered(producer store.Agent, from, n int) []event {
-	out := make([]event, n)
+func numbered(producer store.Agent, from, n int) []postEvent {
+	out := make([]postEvent, n)
 	for i := range out {
-		out[i] = event{AgentID: producer.ID, EventType: "counted", Data: map[string]any{"n": from + i}}
+		out[i] = postEvent{AgentID: producer.ID, EventType: "counted", Data: map[string]any{"n": from + i}}
 	}
 	return out
 }
 
 // receive drains messages from a queue until until(got) holds, deleting
 // what it receives; it fails the test after timeout.
-func receive(t testing.TB, e *env, queueURL string, timeout time.Duration, until func([]pipeline.Message) bool) []pipeline.Message {
+func receive(t testing.TB, e *env, queueURL string, timeout time.Duration, until func([]event.Message) bool) []event.Message {
 	t.Helper()
-	var got []pipeline.Message
+	var got []event.Message
 	deadline := time.Now().Add(timeout)
 	for !until(got) {
 		if time.Now().After(deadline) {
@@ -290,7 +290,7 @@ func receive(t testing.TB, e *env, queueURL string, timeout time.Duration, until
 }
 
 // receiveOnce long-polls a queue once (up to 1 s) and deletes what it got.
-func receiveOnce(t testing.TB, e *env, queueURL string) []pipeline.Message {
+func receiveOnce(t testing.TB, e *env, queueURL string) []event.Message {
 	t.Helper()
 	msgs, _ := receiveTimed(t, e, queueURL)
 	return msgs
@@ -298,7 +298,7 @@ func receiveOnce(t testing.TB, e *env, queueURL string) []pipeline.Message {
 
 // receiveTimed is receiveOnce that also returns when SQS accepted each
 // message (its SentTimestamp attribute, in milliseconds).
-func receiveTimed(t testing.TB, e *env, queueURL string) ([]pipeline.Message, []time.Time) {
+func receiveTimed(t testing.TB, e *env, queueURL string) ([]event.Message, []time.Time) {
 	t.Helper()
 	out, err := e.sqs.ReceiveMessage(context.Background(), &sqs.ReceiveMessageInput{
 		QueueUrl: aws.String(queueURL), MaxNumberOfMessages: 10, WaitTimeSeconds: 1,
@@ -310,11 +310,11 @@ func receiveTimed(t testing.TB, e *env, queueURL string) ([]pipeline.Message, []
 	if len(out.Messages) == 0 {
 		return nil, nil
 	}
-	got := make([]pipeline.Message, 0, len(out.Messages))
+	got := make([]event.Message, 0, len(out.Messages))
 	sentAt := make([]time.Time, 0, len(out.Messages))
 	entries := make([]sqstypes.DeleteMessageBatchRequestEntry, len(out.Messages))
 	for i, m := range out.Messages {
-		var msg pipeline.Message
+		var msg event.Message
 		if err := json.Unmarshal([]byte(aws.ToString(m.Body)), &msg); err != nil {
 			t.Fatalf("message body %q: %v", aws.ToString(m.Body), err)
 		}
@@ -324,7 +324,7 @@ func receiveTimed(t testing.TB, e *env, queueURL string) ([]pipeline.Message, []
 		if g, ok := m.Attributes[string(sqstypes.MessageSystemAttributeNameMessageGroupId)]; ok && g != msg.AgentID {
 			t.Errorf("message %s: MessageGroupId %q, want the producer %q", msg.EventID, g, msg.AgentID)
 		}
-		if d, ok := m.Attributes[string(sqstypes.MessageSystemAttributeNameMessageDeduplicationId)]; ok && d != pipeline.DeduplicationID(msg.AgentID, msg.EventID) {
+		if d, ok := m.Attributes[string(sqstypes.MessageSystemAttributeNameMessageDeduplicationId)]; ok && d != event.DeduplicationID(msg.AgentID, msg.EventID) {
 			t.Errorf("message %s: MessageDeduplicationId %q, want one derived from the eventId", msg.EventID, d)
 		}
 		if n, _ := strconv.Atoi(m.Attributes[string(sqstypes.MessageSystemAttributeNameApproximateReceiveCount)]); n > 1 {
@@ -346,8 +346,8 @@ func receiveTimed(t testing.TB, e *env, queueURL string) ([]pipeline.Message, []
 }
 
 // count returns a condition that holds once n messages arrived.
-func count(n int) func([]pipeline.Message) bool {
-	return func(m []pipeline.Message) bool { return len(m) >= n }
+func count(n int) func([]event.Message) bool {
+	return func(m []event.Message) bool { return len(m) >= n }
 }
 
 // queued returns how many messages wait in a queue (visible or not).
@@ -371,12 +371,12 @@ func queued(t testing.TB, e *env, queueURL string) int {
 // visibility timeout expired back in random order (it walks a map), where
 // SQS FIFO keeps their order. Order is then checked after sorting, so the
 // test still proves nothing was lost or duplicated, and says so.
-func (e *env) checkDelivered(t testing.TB, subscriber string, msgs []pipeline.Message, want map[string]int) {
+func (e *env) checkDelivered(t testing.TB, subscriber string, msgs []event.Message, want map[string]int) {
 	t.Helper()
 	if e.redelivered.Load() {
 		t.Logf("order not checked: the emulator redelivered messages to the test consumer in random order")
 		msgs = slices.Clone(msgs)
-		slices.SortStableFunc(msgs, func(a, b pipeline.Message) int {
+		slices.SortStableFunc(msgs, func(a, b event.Message) int {
 			if c := strings.Compare(a.AgentID, b.AgentID); c != 0 {
 				return c
 			}
@@ -386,7 +386,7 @@ func (e *env) checkDelivered(t testing.TB, subscriber string, msgs []pipeline.Me
 	checkExactlyOnceInOrder(t, subscriber, msgs, want)
 }
 
-func dataN(m pipeline.Message) int {
+func dataN(m event.Message) int {
 	var d struct{ N int }
 	json.Unmarshal(m.Data, &d)
 	return d.N
@@ -394,7 +394,7 @@ func dataN(m pipeline.Message) int {
 
 // checkExactlyOnceInOrder asserts that msgs hold, for each producer in
 // want, exactly the numbers 0..want[producer]-1 in order, and nothing else.
-func checkExactlyOnceInOrder(t testing.TB, subscriber string, msgs []pipeline.Message, want map[string]int) {
+func checkExactlyOnceInOrder(t testing.TB, subscriber string, msgs []event.Message, want map[string]int) {
 	t.Helper()
 	next := map[string]int{}
 	seen := map[string]bool{}

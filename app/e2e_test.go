@@ -14,8 +14,8 @@ import (
 	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
+	"github.com/fanout/fanout/event"
 	"github.com/fanout/fanout/internal/awstest"
-	"github.com/fanout/fanout/pipeline"
 	"github.com/fanout/fanout/store"
 )
 
@@ -83,9 +83,9 @@ func TestAPI(t *testing.T) {
 		{"subscribe unknown producer", "PUT", "/agents/" + a1.ID + "/subscriptions/" + unknown, nil, 404, unknown},
 		{"subscribe unknown listener", "PUT", "/agents/" + unknown + "/subscriptions/" + producer.ID, nil, 404, unknown},
 		{"list unknown listener", "GET", "/agents/" + unknown + "/subscriptions", nil, 404, unknown},
-		{"event without type", "POST", "/events", []event{{AgentID: producer.ID, Data: map[string]any{}}}, 400, "event 0"},
-		{"event of unknown producer", "POST", "/events", []event{{AgentID: unknown, EventType: "x", Data: map[string]any{}}}, 404, unknown},
-		{"bad timestamp", "POST", "/events", []event{{AgentID: producer.ID, EventType: "x", Timestamp: "yesterday", Data: map[string]any{}}}, 400, "timestamp"},
+		{"event without type", "POST", "/events", []postEvent{{AgentID: producer.ID, Data: map[string]any{}}}, 400, "event 0"},
+		{"event of unknown producer", "POST", "/events", []postEvent{{AgentID: unknown, EventType: "x", Data: map[string]any{}}}, 404, unknown},
+		{"bad timestamp", "POST", "/events", []postEvent{{AgentID: producer.ID, EventType: "x", Timestamp: "yesterday", Data: map[string]any{}}}, 400, "timestamp"},
 	} {
 		status, body := call(t, tc.method, s.url+tc.path, tc.body)
 		var eb struct{ Error string }
@@ -107,8 +107,8 @@ func TestOneEventTwoSubscribers(t *testing.T) {
 	subscribe(t, s, sub2, producer)
 
 	ts := "2025-07-01T12:00:00.123Z"
-	rs := publish(t, s, event{AgentID: producer.ID, EventType: "exampleEvent", Timestamp: ts, Data: map[string]any{"n": 0, "any": "json"}})
-	got := map[string][]pipeline.Message{}
+	rs := publish(t, s, postEvent{AgentID: producer.ID, EventType: "exampleEvent", Timestamp: ts, Data: map[string]any{"n": 0, "any": "json"}})
+	got := map[string][]event.Message{}
 	for _, sub := range []store.Agent{sub1, sub2} {
 		msgs := receive(t, e, sub.QueueURL, deliveryTimeout, count(1))
 		got[sub.ID] = msgs
@@ -129,7 +129,7 @@ func TestOneEventTwoSubscribers(t *testing.T) {
 	// producer order would put it first if it were ever sent.
 	subscribe(t, s, late, producer)
 	n := 1
-	var lateMsgs []pipeline.Message
+	var lateMsgs []event.Message
 	waitFor(t, deliveryTimeout, "an event reaching the late subscriber", func() bool {
 		publish(t, s, numbered(producer, n, 1)...)
 		n++
@@ -246,11 +246,11 @@ func TestAgentRoundTrip(t *testing.T) {
 	const n = 20
 	publish(t, s, numbered(producer, 0, n)...)
 	relayed := 0
-	receive(t, e, relay.QueueURL, deliveryTimeout, func(msgs []pipeline.Message) bool {
+	receive(t, e, relay.QueueURL, deliveryTimeout, func(msgs []event.Message) bool {
 		for ; relayed < len(msgs); relayed++ {
 			var d struct{ N int }
 			json.Unmarshal(msgs[relayed].Data, &d)
-			publish(t, s, event{AgentID: relay.ID, EventType: "relayed", Data: map[string]any{"n": d.N, "from": msgs[relayed].EventID}})
+			publish(t, s, postEvent{AgentID: relay.ID, EventType: "relayed", Data: map[string]any{"n": d.N, "from": msgs[relayed].EventID}})
 		}
 		return len(msgs) >= n
 	})
@@ -401,7 +401,7 @@ func TestMissingQueueDelaysOnlyItsSubscriber(t *testing.T) {
 		return err == nil && len(letters) >= n
 	})
 	for _, l := range letters {
-		var m pipeline.Message
+		var m event.Message
 		if err := json.Unmarshal(l.Data, &m); err != nil || l.Stage != "publisher" || m.SubscriberID != gone.ID || !strings.Contains(l.Reason, "does not exist") {
 			t.Errorf("dead letter %s: stage %s, reason %q, data %s; want the publisher's, for %s, saying the queue does not exist", l.ID, l.Stage, l.Reason, l.Data, gone.ID)
 		}

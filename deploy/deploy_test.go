@@ -846,7 +846,7 @@ func TestAlarmLogLines(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	source := goSource(t, "../app", "../pipeline", "../server")
+	source := goSource(t, "../app", "../kcl", "../pipeline", "../server")
 	pattern := regexp.MustCompile(`^\{ \$\.msg = "([^"]+)" \}$`)
 	filters := 0
 	for id, res := range tmpl.Resources {
@@ -866,7 +866,7 @@ func TestAlarmLogLines(t *testing.T) {
 			t.Errorf("%s counts log lines with msg %q, which README.md does not document", id, msg)
 		}
 		if !strings.Contains(source, strconv.Quote(msg)) {
-			t.Errorf("%s counts log lines with msg %q, but no Go code in app/, pipeline/ or server/ logs it: the alarm can never fire", id, msg)
+			t.Errorf("%s counts log lines with msg %q, but no Go code in app/, kcl/, pipeline/ or server/ logs it: the alarm can never fire", id, msg)
 		}
 		for _, mt := range p.MetricTransformations {
 			if field, ok := strings.CutPrefix(mt.MetricValue, "$."); ok && !strings.Contains(source, strconv.Quote(field)) {

@@ -1,18 +1,17 @@
 package pipeline
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	"go.uber.org/zap"
 
+	"github.com/fanout/fanout/event"
 	"github.com/fanout/fanout/store"
 )
 
@@ -55,7 +54,7 @@ type agentGetter interface {
 // eventWriter is satisfied by *store.Store. PutEvent must be idempotent:
 // writing an item that is already there reports created=false, no error.
 type eventWriter interface {
-	PutEvent(ctx context.Context, e store.Event) (created bool, err error)
+	PutEvent(ctx context.Context, e store.SubscriberEvent) (created bool, err error)
 }
 
 // Aggregator fans each Kinesis record out to one SubscriberEvents item per
@@ -86,11 +85,11 @@ func NewAggregator(subs subscriberLister, agents agentGetter, events eventWriter
 	}
 }
 
-// handle makes every record of one shard batch durable in SubscriberEvents
+// Handle makes every record of one shard batch durable in SubscriberEvents
 // (or the dead letters) and returns nil; it returns an error only when ctx
-// is cancelled first, and then nothing may be checkpointed.
-func (a *Aggregator) handle(ctx context.Context, shardID string, records []types.Record) error {
-	perSubscriber := map[string][]store.Event{}
+// is cancelled first, and then nothing may be checkpointed (kcl.Handler).
+func (a *Aggregator) Handle(ctx context.Context, shardID string, records []types.Record) error {
+	perSubscriber := map[string][]store.SubscriberEvent{}
 	var order []string // subscribers in first-seen order, for stable logs
 	for _, r := range records {
 		events, err := a.fanOut(ctx, shardID, r)
@@ -123,10 +122,10 @@ func (a *Aggregator) handle(ctx context.Context, shardID string, records []types
 
 // fanOut turns one record into the items for its producer's subscribers, or
 // dead-letters it when it cannot be parsed or names no known producer.
-func (a *Aggregator) fanOut(ctx context.Context, shardID string, r types.Record) ([]store.Event, error) {
+func (a *Aggregator) fanOut(ctx context.Context, shardID string, r types.Record) ([]store.SubscriberEvent, error) {
 	seq := aws.ToString(r.SequenceNumber)
 	arrival := aws.ToTime(r.ApproximateArrivalTimestamp)
-	events, err := parseRecord(shardID, r)
+	events, err := event.ParseRecord(r.Data, aws.ToString(r.PartitionKey), shardID, seq, arrival)
 	if err != nil {
 		return nil, a.dead.put(ctx, shardID, seq, r.Data, err.Error())
 	}
@@ -153,22 +152,13 @@ func (a *Aggregator) fanOut(ctx context.Context, shardID string, r types.Record)
 		}
 		return nil, nil
 	}
-	var out []store.Event
+	var out []store.SubscriberEvent
 	for _, s := range subs {
 		if !subscribedAt(s, arrival) {
 			continue
 		}
 		for _, e := range events {
-			out = append(out, store.Event{
-				EventID:      e.EventID,
-				ProducerID:   producer,
-				SubscriberID: s.SubscriberID,
-				EventType:    e.EventType,
-				Timestamp:    e.Timestamp,
-				Data:         e.Data,
-				ShardID:      shardID,
-				Seq:          seq,
-			})
+			out = append(out, store.SubscriberEvent{Event: e, SubscriberID: s.SubscriberID, ShardID: shardID, Seq: seq})
 		}
 	}
 	return out, nil
@@ -193,66 +183,11 @@ func subscribedAt(sub store.Subscription, arrival time.Time) bool {
 	return sub.DeletedAt.IsZero() || arrival.Before(sub.DeletedAt.Add(arrivalSlack))
 }
 
-// parseRecord decodes a record's events: one event object (what producers
-// put), or an array of one producer's events (what Ingest packs). Missing
-// eventIds are derived from the record's position, so every replay yields
-// the same ids; a missing timestamp becomes the record's arrival time.
-func parseRecord(shardID string, r types.Record) ([]Event, error) {
-	data := bytes.TrimSpace(r.Data)
-	var events []Event
-	dec := func(v any) error {
-		d := json.NewDecoder(bytes.NewReader(data))
-		d.DisallowUnknownFields()
-		if err := d.Decode(v); err != nil {
-			return fmt.Errorf("record is not an event: %v", err)
-		}
-		if d.InputOffset() != int64(len(data)) { // d.More misses a stray '}' or ']'
-			return errors.New("record is not an event: data after the JSON value")
-		}
-		return nil
-	}
-	switch {
-	case len(data) > 0 && data[0] == '[':
-		if err := dec(&events); err != nil {
-			return nil, err
-		}
-		if len(events) == 0 {
-			return nil, errors.New("record is an empty array")
-		}
-	default:
-		var e Event
-		if err := dec(&e); err != nil {
-			return nil, err
-		}
-		events = []Event{e}
-	}
-	key := aws.ToString(r.PartitionKey)
-	for i := range events {
-		e := &events[i]
-		if err := e.Normalize(aws.ToTime(r.ApproximateArrivalTimestamp)); err != nil {
-			return nil, fmt.Errorf("event %d: %v", i, err)
-		}
-		if e.AgentID != events[0].AgentID {
-			return nil, fmt.Errorf("event %d: agentId %q differs from the record's first event %q: one producer per record", i, e.AgentID, events[0].AgentID)
-		}
-		if key != "" && e.AgentID != key {
-			return nil, fmt.Errorf("partition key %q is not the event's agentId %q: put records with PartitionKey = agentId, or order is lost", key, e.AgentID)
-		}
-		if e.EventID == "" {
-			e.EventID = shardID + ":" + aws.ToString(r.SequenceNumber)
-			if len(events) > 1 {
-				e.EventID += ":" + strconv.Itoa(i)
-			}
-		}
-	}
-	return events, nil
-}
-
 // rejectedEvent is the dead letter of an item SubscriberEvents refused.
-func rejectedEvent(e store.Event, err error) store.DeadLetter {
-	data, _ := json.Marshal(Event{EventID: e.EventID, AgentID: e.ProducerID, Timestamp: e.Timestamp, EventType: e.EventType, Data: e.Data})
+func rejectedEvent(e store.SubscriberEvent, err error) store.DeadLetter {
+	data, _ := json.Marshal(e.Event)
 	return store.DeadLetter{
-		ID:      "aggregator/" + e.SubscriberID + "/" + e.ProducerID + "/" + e.EventID,
+		ID:      "aggregator/" + e.SubscriberID + "/" + e.AgentID + "/" + e.EventID,
 		Stage:   "aggregator",
 		Reason:  "SubscriberEvents refused the item for subscriber " + e.SubscriberID + ": " + err.Error(),
 		ShardID: e.ShardID,

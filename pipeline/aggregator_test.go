@@ -20,6 +20,7 @@ import (
 	"go.uber.org/zap/zaptest"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/fanout/fanout/event"
 	"github.com/fanout/fanout/store"
 )
 
@@ -123,20 +124,20 @@ func knownAgents(ids ...string) map[string]store.Agent {
 // attempt-th try (0-based) of an item.
 type fakeEventWriter struct {
 	t    *testing.T
-	fail func(e store.Event, attempt int) error
+	fail func(e store.SubscriberEvent, attempt int) error
 
 	mu       sync.Mutex
 	attempts map[string]int
-	items    map[string][]store.Event // subscriber -> items created, in order
-	calls    map[string][]string      // subscriber -> eventId of every call, in order
+	items    map[string][]store.SubscriberEvent // subscriber -> items created, in order
+	calls    map[string][]string                // subscriber -> eventId of every call, in order
 	inFlight map[string]bool
 }
 
-func (f *fakeEventWriter) PutEvent(_ context.Context, e store.Event) (bool, error) {
+func (f *fakeEventWriter) PutEvent(_ context.Context, e store.SubscriberEvent) (bool, error) {
 	key := e.SubscriberID + "/" + e.EventID
 	f.mu.Lock()
 	if f.attempts == nil {
-		f.attempts, f.items, f.calls, f.inFlight = map[string]int{}, map[string][]store.Event{}, map[string][]string{}, map[string]bool{}
+		f.attempts, f.items, f.calls, f.inFlight = map[string]int{}, map[string][]store.SubscriberEvent{}, map[string][]string{}, map[string]bool{}
 	}
 	if f.inFlight[e.SubscriberID] {
 		f.t.Errorf("PutEvent(%s) while another write of subscriber %s is in flight: its writes must be sequential", e.EventID, e.SubscriberID)
@@ -169,12 +170,12 @@ func (f *fakeEventWriter) PutEvent(_ context.Context, e store.Event) (bool, erro
 }
 
 // written returns the items created per subscriber.
-func (f *fakeEventWriter) written() map[string][]store.Event {
+func (f *fakeEventWriter) written() map[string][]store.SubscriberEvent {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	out := map[string][]store.Event{}
+	out := map[string][]store.SubscriberEvent{}
 	for k, v := range f.items {
-		out[k] = append([]store.Event(nil), v...)
+		out[k] = append([]store.SubscriberEvent(nil), v...)
 	}
 	return out
 }
@@ -247,7 +248,7 @@ func streamRecord(key, seq string, arrival time.Time, data string) types.Record 
 
 // eventJSON is the JSON of an event of producer with id (none when empty).
 func eventJSON(producer, id string) string {
-	b, _ := json.Marshal(Event{EventID: id, AgentID: producer, Timestamp: "2025-07-01T12:00:00.000Z", EventType: "exampleEvent", Data: json.RawMessage(`{"id":"` + id + `"}`)})
+	b, _ := json.Marshal(event.Event{EventID: id, AgentID: producer, Timestamp: "2025-07-01T12:00:00.000Z", EventType: "exampleEvent", Data: json.RawMessage(`{"id":"` + id + `"}`)})
 	return string(b)
 }
 
@@ -308,17 +309,17 @@ func TestAggregatorFansOut(t *testing.T) {
 		streamRecord("P", "102", arrival, `[`+eventJSON("P", "p2")+`,`+eventJSON("P", "")+`]`),
 		streamRecord("P", "103", arrival, `{"agentId":"P","eventType":"bare"}`),
 	}
-	if err := a.handle(boundedCtx(t), "shardId-1", records); err != nil {
+	if err := a.Handle(boundedCtx(t), "shardId-1", records); err != nil {
 		t.Fatalf("handle: %v", err)
 	}
 
-	item := func(sub, id, producer, eventType, ts, data, seq string) store.Event {
-		return store.Event{EventID: id, ProducerID: producer, SubscriberID: sub, EventType: eventType, Timestamp: ts, Data: json.RawMessage(data), ShardID: "shardId-1", Seq: seq}
+	item := func(sub, id, producer, eventType, ts, data, seq string) store.SubscriberEvent {
+		return store.SubscriberEvent{Event: event.Event{EventID: id, AgentID: producer, EventType: eventType, Timestamp: ts, Data: json.RawMessage(data)}, SubscriberID: sub, ShardID: "shardId-1", Seq: seq}
 	}
 	const ts = "2025-07-01T12:00:00.000Z"
 	got := f.events.written()
 	for _, sub := range subs {
-		want := []store.Event{item(sub, "p1", "P", "exampleEvent", ts, `{"id":"p1"}`, "100")}
+		want := []store.SubscriberEvent{item(sub, "p1", "P", "exampleEvent", ts, `{"id":"p1"}`, "100")}
 		if sub == "s00" {
 			want = append(want, item(sub, "q1", "Q", "exampleEvent", ts, `{"id":"q1"}`, "101"))
 		}
@@ -344,7 +345,7 @@ func TestAggregatorKeepsSubscriberOrderUnderRetries(t *testing.T) {
 	f := defaultAggregatorFakes()
 	// s1's second event fails twice, s2's first once: each subscriber's
 	// later events must wait for the retried one.
-	f.events.fail = func(e store.Event, attempt int) error {
+	f.events.fail = func(e store.SubscriberEvent, attempt int) error {
 		if (e.SubscriberID == "s1" && e.EventID == "p2" && attempt < 2) || (e.SubscriberID == "s2" && e.EventID == "p1" && attempt < 1) {
 			return errors.New("ProvisionedThroughputExceededException")
 		}
@@ -356,7 +357,7 @@ func TestAggregatorKeepsSubscriberOrderUnderRetries(t *testing.T) {
 		id := fmt.Sprintf("p%d", i+1)
 		records = append(records, streamRecord("P", fmt.Sprint(100+i), time.Time{}, eventJSON("P", id)))
 	}
-	if err := a.handle(boundedCtx(t), "shardId-1", records); err != nil {
+	if err := a.Handle(boundedCtx(t), "shardId-1", records); err != nil {
 		t.Fatalf("handle: %v", err)
 	}
 	wantCalls := map[string][]string{
@@ -396,7 +397,7 @@ func TestAggregatorSubscriptionTime(t *testing.T) {
 			f := defaultAggregatorFakes()
 			f.subs.subs = map[string][]store.Subscription{"P": subs}
 			a := newTestAggregator(t, f, nil)
-			if err := a.handle(boundedCtx(t), "shardId-1", []types.Record{streamRecord("P", "1", tc.arrival, eventJSON("P", "p1"))}); err != nil {
+			if err := a.Handle(boundedCtx(t), "shardId-1", []types.Record{streamRecord("P", "1", tc.arrival, eventJSON("P", "p1"))}); err != nil {
 				t.Fatalf("handle: %v", err)
 			}
 			if got := f.events.writtenIDs(); !reflect.DeepEqual(got, tc.want) {
@@ -430,7 +431,7 @@ func TestAggregatorSetsAside(t *testing.T) {
 				streamRecord(tc.key, "7", time.Time{}, tc.data),
 				streamRecord("P", "8", time.Time{}, eventJSON("P", "good")),
 			}
-			if err := a.handle(boundedCtx(t), "shardId-3", records); err != nil {
+			if err := a.Handle(boundedCtx(t), "shardId-3", records); err != nil {
 				t.Fatalf("handle: %v", err)
 			}
 			want := map[string][]string{"s1": {"good"}, "s2": {"good"}}
@@ -477,7 +478,7 @@ func TestAggregatorRetriesTransientErrors(t *testing.T) {
 		{
 			name: "PutEvent",
 			setup: func(f aggregatorFakes) {
-				f.events.fail = func(_ store.Event, n int) error { return failTimes(2, transient)(n) }
+				f.events.fail = func(_ store.SubscriberEvent, n int) error { return failTimes(2, transient)(n) }
 			},
 			producer: "P",
 			items:    map[string][]string{"s1": {"e"}, "s2": {"e"}},
@@ -508,7 +509,7 @@ func TestAggregatorRetriesTransientErrors(t *testing.T) {
 			f := defaultAggregatorFakes()
 			tc.setup(f)
 			a := newTestAggregator(t, f, nil)
-			if err := a.handle(boundedCtx(t), "shardId-1", []types.Record{streamRecord(tc.producer, "1", time.Time{}, eventJSON(tc.producer, "e"))}); err != nil {
+			if err := a.Handle(boundedCtx(t), "shardId-1", []types.Record{streamRecord(tc.producer, "1", time.Time{}, eventJSON(tc.producer, "e"))}); err != nil {
 				t.Fatalf("handle: %v", err)
 			}
 			if got := f.events.writtenIDs(); !reflect.DeepEqual(got, tc.items) {
@@ -531,14 +532,14 @@ func TestAggregatorCancelled(t *testing.T) {
 		{
 			name: "PutEvent failing",
 			setup: func(f aggregatorFakes, cancel context.CancelFunc) {
-				f.events.fail = func(store.Event, int) error { cancel(); return errors.New("InternalServerError") }
+				f.events.fail = func(store.SubscriberEvent, int) error { cancel(); return errors.New("InternalServerError") }
 			},
 			producer: "P",
 		},
 		{
 			name: "PutEvent failing, one subscriber",
 			setup: func(f aggregatorFakes, cancel context.CancelFunc) {
-				f.events.fail = func(store.Event, int) error { cancel(); return errors.New("InternalServerError") }
+				f.events.fail = func(store.SubscriberEvent, int) error { cancel(); return errors.New("InternalServerError") }
 			},
 			producer: "Q",
 		},
@@ -564,7 +565,7 @@ func TestAggregatorCancelled(t *testing.T) {
 			f := defaultAggregatorFakes()
 			tc.setup(f, cancel)
 			a := newTestAggregator(t, f, nil)
-			err := a.handle(ctx, "shardId-1", []types.Record{streamRecord(tc.producer, "1", time.Time{}, eventJSON(tc.producer, "e"))})
+			err := a.Handle(ctx, "shardId-1", []types.Record{streamRecord(tc.producer, "1", time.Time{}, eventJSON(tc.producer, "e"))})
 			if !errors.Is(err, context.Canceled) {
 				t.Errorf("handle = %v, want an error wrapping context.Canceled so the batch is not checkpointed", err)
 			}
@@ -583,7 +584,7 @@ func TestAggregatorReplay(t *testing.T) {
 		streamRecord("P", "3", time.Time{}, `[`+eventJSON("P", "")+`,`+eventJSON("P", "")+`]`),
 	}
 	for i := range 2 {
-		if err := a.handle(boundedCtx(t), "shardId-1", records); err != nil {
+		if err := a.Handle(boundedCtx(t), "shardId-1", records); err != nil {
 			t.Fatalf("handle #%d: %v", i+1, err)
 		}
 	}
@@ -617,7 +618,7 @@ func TestAggregatorCachesSubscribers(t *testing.T) {
 	}
 	handle := func(seq string) {
 		t.Helper()
-		if err := a.handle(boundedCtx(t), "shardId-1", batch(seq)); err != nil {
+		if err := a.Handle(boundedCtx(t), "shardId-1", batch(seq)); err != nil {
 			t.Fatalf("handle: %v", err)
 		}
 	}
@@ -638,149 +639,6 @@ func TestAggregatorCachesSubscribers(t *testing.T) {
 	}
 	if got := f.events.writtenIDs()["s1"]; !reflect.DeepEqual(got, []string{"1a", "1b", "2a", "2b", "3a", "3b"}) {
 		t.Errorf("s1 items = %v", got)
-	}
-}
-
-func TestParseRecord(t *testing.T) {
-	t.Parallel()
-	arrival := time.Date(2025, 7, 1, 12, 30, 45, 678_900_000, time.UTC)
-	ev := func(id, producer, ts, eventType, data string) Event {
-		return Event{EventID: id, AgentID: producer, Timestamp: ts, EventType: eventType, Data: json.RawMessage(data)}
-	}
-	const ts = "2025-07-01T12:00:00.000Z"
-	for _, tc := range []struct {
-		name    string
-		key     string
-		arrival time.Time
-		data    string
-		want    []Event
-		wantErr string
-	}{
-		{
-			name: "object",
-			key:  "P",
-			data: `{"eventId":"e1","agentId":"P","timestamp":"2025-07-01T12:00:00.000Z","eventType":"t","data":{"a":[1,2]}}`,
-			want: []Event{ev("e1", "P", ts, "t", `{"a":[1,2]}`)},
-		},
-		{
-			name: "object with surrounding space",
-			key:  "P",
-			data: " \n" + `{"eventId":"e1","agentId":"P","timestamp":"2025-07-01T12:00:00.000Z","eventType":"t","data":1}` + "\n",
-			want: []Event{ev("e1", "P", ts, "t", `1`)},
-		},
-		{
-			name: "array",
-			key:  "P",
-			data: `[{"eventId":"e1","agentId":"P","timestamp":"2025-07-01T12:00:00Z","eventType":"t","data":"x"},{"eventId":"e2","agentId":"P","timestamp":"2025-07-01T12:00:00Z","eventType":"u","data":null}]`,
-			want: []Event{ev("e1", "P", ts, "t", `"x"`), ev("e2", "P", ts, "u", `null`)},
-		},
-		{
-			name: "timestamp normalised",
-			key:  "P",
-			data: `{"eventId":"e1","agentId":"P","timestamp":"2025-07-01T14:00:00.123456+02:00","eventType":"t","data":{}}`,
-			want: []Event{ev("e1", "P", "2025-07-01T12:00:00.123Z", "t", `{}`)},
-		},
-		{
-			name:    "missing timestamp is the arrival time",
-			key:     "P",
-			arrival: arrival,
-			data:    `{"eventId":"e1","agentId":"P","eventType":"t","data":{}}`,
-			want:    []Event{ev("e1", "P", "2025-07-01T12:30:45.678Z", "t", `{}`)},
-		},
-		{
-			name: "missing data is null",
-			key:  "P",
-			data: `{"eventId":"e1","agentId":"P","timestamp":"2025-07-01T12:00:00.000Z","eventType":"t"}`,
-			want: []Event{ev("e1", "P", ts, "t", `null`)},
-		},
-		{
-			name: "missing eventId is the record's position",
-			key:  "P",
-			data: `{"agentId":"P","timestamp":"2025-07-01T12:00:00.000Z","eventType":"t","data":1}`,
-			want: []Event{ev("shardId-9:42", "P", ts, "t", `1`)},
-		},
-		{
-			name: "missing eventIds in an array",
-			key:  "P",
-			data: `[{"agentId":"P","timestamp":"2025-07-01T12:00:00.000Z","eventType":"t","data":1},{"eventId":"mine","agentId":"P","timestamp":"2025-07-01T12:00:00.000Z","eventType":"t","data":2},{"agentId":"P","timestamp":"2025-07-01T12:00:00.000Z","eventType":"t","data":3}]`,
-			want: []Event{ev("shardId-9:42:0", "P", ts, "t", `1`), ev("mine", "P", ts, "t", `2`), ev("shardId-9:42:2", "P", ts, "t", `3`)},
-		},
-		{name: "garbage", key: "P", data: `hello`, wantErr: "record is not an event"},
-		{name: "empty record", key: "P", data: ``, wantErr: "record is not an event"},
-		{name: "JSON null", key: "P", data: `null`, wantErr: "agentId is required"},
-		{name: "not an object", key: "P", data: `"P"`, wantErr: "record is not an event"},
-		{name: "empty array", key: "P", data: `[]`, wantErr: "empty array"},
-		{name: "two values", key: "P", data: `{"agentId":"P","eventType":"t"} {"agentId":"P","eventType":"t"}`, wantErr: "data after"},
-		{name: "trailing brace", key: "P", data: `{"agentId":"P","eventType":"t"}}`, wantErr: "record is not an event"},
-		{name: "trailing bracket", key: "P", data: `[{"agentId":"P","eventType":"t"}]]`, wantErr: "record is not an event"},
-		{name: "missing agentId", key: "P", data: `{"eventType":"t"}`, wantErr: "event 0: agentId is required"},
-		{name: "missing eventType", key: "P", data: `[{"agentId":"P","eventType":"t"},{"agentId":"P"}]`, wantErr: "event 1: eventType is required"},
-		{name: "partition key is not agentId", key: "Q", data: `{"agentId":"P","eventType":"t"}`, wantErr: `partition key "Q" is not the event's agentId "P"`},
-		{name: "mixed producers", key: "P", data: `[{"agentId":"P","eventType":"t"},{"agentId":"Q","eventType":"t"}]`, wantErr: `event 1: agentId "Q" differs`},
-		{name: "bad timestamp", key: "P", data: `{"agentId":"P","eventType":"t","timestamp":"yesterday"}`, wantErr: `timestamp must be RFC 3339, e.g. 2025-07-01T12:00:00.000Z (got "yesterday")`},
-		{name: "unknown field", key: "P", data: `{"agentId":"P","eventType":"t","extra":1}`, wantErr: "unknown field"},
-		// The limits every event follows, posted or put straight in.
-		{name: "eventId with a space", key: "P", data: `{"eventId":"a b","agentId":"P","eventType":"t"}`, wantErr: "eventId must be 1 to 128 characters"},
-		{name: "eventId too long", key: "P", data: `{"eventId":"` + strings.Repeat("x", MaxEventIDLen+1) + `","agentId":"P","eventType":"t"}`, wantErr: "eventId must be 1 to 128 characters"},
-		{name: "eventType too long", key: "P", data: `{"agentId":"P","eventType":"` + strings.Repeat("x", MaxEventTypeLen+1) + `"}`, wantErr: "eventType must be at most 256 characters"},
-		{name: "event too large", key: "P", data: `{"agentId":"P","eventType":"t","data":"` + strings.Repeat("x", MaxEventBytes) + `"}`, wantErr: "event too large"},
-		{name: "timestamp out of range", key: "P", data: `{"agentId":"P","eventType":"t","timestamp":"9999-12-31T23:59:59-01:00"}`, wantErr: "years 0000 to 9999"},
-		{name: "wrong type", key: "P", data: `{"agentId":7,"eventType":"t"}`, wantErr: "record is not an event"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			got, err := parseRecord("shardId-9", streamRecord(tc.key, "42", tc.arrival, tc.data))
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Errorf("parseRecord(%s) = %+v, %v; want an error containing %q", tc.data, got, err, tc.wantErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatalf("parseRecord(%s): %v", tc.data, err)
-			}
-			if !reflect.DeepEqual(got, tc.want) {
-				t.Errorf("parseRecord(%s) =\n%+v\nwant\n%+v", tc.data, got, tc.want)
-			}
-		})
-	}
-}
-
-func TestNormalizeTimestamp(t *testing.T) {
-	t.Parallel()
-	now := time.Date(2025, 7, 1, 14, 0, 0, 999_999_999, time.FixedZone("CEST", 2*3600))
-	for _, tc := range []struct {
-		in, want string
-		wantErr  bool
-	}{
-		{in: "2025-07-01T12:00:00.000Z", want: "2025-07-01T12:00:00.000Z"},
-		{in: "2025-07-01T12:00:00Z", want: "2025-07-01T12:00:00.000Z"},
-		{in: "2025-07-01T12:00:00.5Z", want: "2025-07-01T12:00:00.500Z"},
-		{in: "2025-07-01T12:00:00.123456789Z", want: "2025-07-01T12:00:00.123Z"},
-		{in: "2025-07-01T00:30:00.000+01:00", want: "2025-06-30T23:30:00.000Z"},
-		{in: "2025-07-01T12:00:00.000-07:30", want: "2025-07-01T19:30:00.000Z"},
-		{in: "", want: "2025-07-01T12:00:00.999Z"},
-		{in: "2025-07-01", wantErr: true},
-		{in: "2025-07-01 12:00:00Z", wantErr: true},
-		{in: "1751371200", wantErr: true},
-		{in: "2025-13-01T12:00:00Z", wantErr: true},
-	} {
-		got, err := NormalizeTimestamp(tc.in, now)
-		switch {
-		case tc.wantErr && err == nil:
-			t.Errorf("NormalizeTimestamp(%q) = %q, want an error", tc.in, got)
-		case !tc.wantErr && (err != nil || got != tc.want):
-			t.Errorf("NormalizeTimestamp(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
-		}
-	}
-
-	// The zero time means the current time.
-	before := time.Now().UTC().Truncate(time.Millisecond)
-	got, err := NormalizeTimestamp("", time.Time{})
-	after := time.Now().UTC()
-	ts, perr := time.Parse(TimestampLayout, got)
-	if err != nil || perr != nil || ts.Before(before) || ts.After(after) {
-		t.Errorf("NormalizeTimestamp(\"\", zero) = %q, %v; want the current time (between %v and %v) in TimestampLayout", got, err, before, after)
 	}
 }
 
@@ -824,7 +682,7 @@ func TestSubscribedAt(t *testing.T) {
 func TestAggregatorSetsAsideRejectedItem(t *testing.T) {
 	t.Parallel()
 	f := defaultAggregatorFakes()
-	f.events.fail = func(e store.Event, _ int) error {
+	f.events.fail = func(e store.SubscriberEvent, _ int) error {
 		if e.SubscriberID == "s1" && e.EventID == "e1" {
 			return fmt.Errorf("put: %w: ValidationException", store.ErrRejected)
 		}
@@ -833,7 +691,7 @@ func TestAggregatorSetsAsideRejectedItem(t *testing.T) {
 	a := newTestAggregator(t, f, nil)
 	now := time.Now()
 	recs := []types.Record{streamRecord("P", "1", now, eventJSON("P", "e1")), streamRecord("P", "2", now, eventJSON("P", "e2"))}
-	if err := a.handle(boundedCtx(t), "shardId-1", recs); err != nil {
+	if err := a.Handle(boundedCtx(t), "shardId-1", recs); err != nil {
 		t.Fatalf("handle: %v", err)
 	}
 	got := f.events.writtenIDs()
@@ -844,7 +702,7 @@ func TestAggregatorSetsAsideRejectedItem(t *testing.T) {
 	if len(letters) != 1 || letters[0].ID != "aggregator/s1/P/e1" || letters[0].Seq != "1" || !strings.Contains(letters[0].Reason, "refused") {
 		t.Fatalf("dead letters = %+v, want one for s1's e1 at seq 1", letters)
 	}
-	var ev Event
+	var ev event.Event
 	if err := json.Unmarshal(letters[0].Data, &ev); err != nil || ev.EventID != "e1" || ev.AgentID != "P" {
 		t.Errorf("dead letter data %s: want the event", letters[0].Data)
 	}

@@ -10,6 +10,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+
+	"github.com/fanout/fanout/event"
+	"github.com/fanout/fanout/internal/backoff"
 )
 
 // Kinesis limits on one PutRecords call and one record.
@@ -22,7 +25,7 @@ const (
 )
 
 // ingestRetryFor bounds how long Publish retries records Kinesis refused
-// (throttling, internal errors) before answering ErrUnavailable: long enough
+// (throttling, internal errors) before answering event.ErrUnavailable: long enough
 // to ride out a throttled second or two, short enough for an HTTP client.
 const ingestRetryFor = 10 * time.Second
 
@@ -62,15 +65,15 @@ type pendingRecord struct {
 
 // Publish puts events into the stream and returns, in order, where each one
 // landed. It returns only when every event is in Kinesis; otherwise an error
-// wrapping ErrUnavailable (some events may then be in the stream: a retry
+// wrapping event.ErrUnavailable (some events may then be in the stream: a retry
 // with the same eventIds is deduplicated downstream). Every event must have
 // its EventID and Timestamp set.
-func (in *Ingest) Publish(ctx context.Context, events []Event) ([]Receipt, error) {
+func (in *Ingest) Publish(ctx context.Context, events []event.Event) ([]event.Receipt, error) {
 	queues, err := packRecords(events, in.recordLimit)
 	if err != nil {
 		return nil, err
 	}
-	receipts := make([]Receipt, len(events))
+	receipts := make([]event.Receipt, len(events))
 	deadline := time.Now().Add(in.retryFor)
 	for attempt := 0; len(queues) > 0; attempt++ {
 		// The head record of each producer goes in this round; the next
@@ -98,10 +101,10 @@ func (in *Ingest) Publish(ctx context.Context, events []Event) ([]Receipt, error
 		}
 		if len(done) == 0 { // no progress: back off
 			if time.Now().After(deadline) {
-				return nil, fmt.Errorf("stream %s: %d records not accepted after %d attempts: %w (%v)", in.stream, len(queues), attempt+1, ErrUnavailable, err)
+				return nil, fmt.Errorf("stream %s: %d records not accepted after %d attempts: %w (%v)", in.stream, len(queues), attempt+1, event.ErrUnavailable, err)
 			}
-			if !sleep(ctx, backoff(attempt)) {
-				return nil, fmt.Errorf("stream %s: %w: %v", in.stream, ErrUnavailable, ctx.Err())
+			if !backoff.Sleep(ctx, backoff.Delay(attempt)) {
+				return nil, fmt.Errorf("stream %s: %w: %v", in.stream, event.ErrUnavailable, ctx.Err())
 			}
 		}
 	}
@@ -112,7 +115,7 @@ var errRetryable = errors.New("retryable")
 
 // putRound puts recs with as few PutRecords calls as the limits allow and
 // reports which were accepted, filling their events' receipts.
-func (in *Ingest) putRound(ctx context.Context, recs []*pendingRecord, receipts []Receipt, events []Event) (map[*pendingRecord]bool, error) {
+func (in *Ingest) putRound(ctx context.Context, recs []*pendingRecord, receipts []event.Receipt, events []event.Event) (map[*pendingRecord]bool, error) {
 	done := map[*pendingRecord]bool{}
 	var lastErr error
 	for len(recs) > 0 {
@@ -130,7 +133,7 @@ func (in *Ingest) putRound(ctx context.Context, recs []*pendingRecord, receipts 
 		out, err := in.kc.PutRecords(ctx, input)
 		if err != nil {
 			if ctx.Err() != nil {
-				return done, fmt.Errorf("stream %s: %w: %v", in.stream, ErrUnavailable, err)
+				return done, fmt.Errorf("stream %s: %w: %v", in.stream, event.ErrUnavailable, err)
 			}
 			lastErr = err
 			continue
@@ -145,7 +148,7 @@ func (in *Ingest) putRound(ctx context.Context, recs []*pendingRecord, receipts 
 			r := batch[i]
 			done[r] = true
 			for _, j := range r.events {
-				receipts[j] = Receipt{EventID: events[j].EventID, ShardID: aws.ToString(res.ShardId), SequenceNumber: aws.ToString(res.SequenceNumber)}
+				receipts[j] = event.Receipt{EventID: events[j].EventID, ShardID: aws.ToString(res.ShardId), SequenceNumber: aws.ToString(res.SequenceNumber)}
 			}
 		}
 	}
@@ -159,39 +162,18 @@ func (in *Ingest) putRound(ctx context.Context, recs []*pendingRecord, receipts 
 // of at most limit bytes: a lone event is written as an object (exactly
 // what a producer putting straight into Kinesis writes), several as an array.
 // It returns one queue of records per producer, producers in first-seen order.
-func packRecords(events []Event, limit int) ([][]*pendingRecord, error) {
+func packRecords(events []event.Event, limit int) ([][]*pendingRecord, error) {
 	var queues [][]*pendingRecord
 	byProducer := map[string]int{}
-	type encoded struct {
-		idx  int
-		data []byte
-	}
-	var chunk []encoded
+	var (
+		chunkIdx  []int    // indexes of the events of the record being packed
+		chunkData [][]byte // and their JSON
+	)
 	flush := func(producer string) {
-		if len(chunk) == 0 {
+		if len(chunkIdx) == 0 {
 			return
 		}
-		r := &pendingRecord{producer: producer}
-		for _, c := range chunk {
-			r.events = append(r.events, c.idx)
-		}
-		if len(chunk) == 1 {
-			r.data = chunk[0].data
-		} else {
-			size := 1
-			for _, c := range chunk {
-				size += len(c.data) + 1
-			}
-			r.data = make([]byte, 0, size)
-			r.data = append(r.data, '[')
-			for i, c := range chunk {
-				if i > 0 {
-					r.data = append(r.data, ',')
-				}
-				r.data = append(r.data, c.data...)
-			}
-			r.data = append(r.data, ']')
-		}
+		r := &pendingRecord{producer: producer, events: chunkIdx, data: event.EncodeRecord(chunkData)}
 		q, ok := byProducer[producer]
 		if !ok {
 			q = len(queues)
@@ -199,7 +181,7 @@ func packRecords(events []Event, limit int) ([][]*pendingRecord, error) {
 			queues = append(queues, nil)
 		}
 		queues[q] = append(queues[q], r)
-		chunk = chunk[:0]
+		chunkIdx, chunkData = nil, nil
 	}
 	// Walk producers in first-seen order, each producer's events in order.
 	order := []string{}
@@ -210,6 +192,8 @@ func packRecords(events []Event, limit int) ([][]*pendingRecord, error) {
 		}
 		idxs[e.AgentID] = append(idxs[e.AgentID], i)
 	}
+	// Sizes count what event.EncodeRecord adds: an array's two brackets and
+	// one comma per event.
 	for _, p := range order {
 		size := 2
 		for _, i := range idxs[p] {
@@ -218,13 +202,13 @@ func packRecords(events []Event, limit int) ([][]*pendingRecord, error) {
 				return nil, fmt.Errorf("event %d: %w", i, err)
 			}
 			if len(data)+2 > limit {
-				return nil, fmt.Errorf("event %d (%d bytes): %w", i, len(data), ErrEventTooLarge)
+				return nil, fmt.Errorf("event %d (%d bytes): %w", i, len(data), event.ErrTooLarge)
 			}
 			if size+len(data)+1 > limit {
 				flush(p)
 				size = 2
 			}
-			chunk = append(chunk, encoded{idx: i, data: data})
+			chunkIdx, chunkData = append(chunkIdx, i), append(chunkData, data)
 			size += len(data) + 1
 		}
 		flush(p)

@@ -17,6 +17,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+
+	"github.com/fanout/fanout/event"
+	"github.com/fanout/fanout/internal/backoff"
 )
 
 // sentRecord is one PutRecords entry a fakeKinesis saw, with its outcome.
@@ -113,17 +116,17 @@ func (f *fakeKinesis) callCount() int {
 // recordEventIDs returns the eventIds of the events a record holds.
 func recordEventIDs(t *testing.T, data []byte) []string {
 	t.Helper()
-	var events []Event
+	var events []event.Event
 	if len(data) > 0 && data[0] == '[' {
 		if err := json.Unmarshal(data, &events); err != nil {
 			t.Fatalf("record %.80s: %v", data, err)
 		}
 	} else {
-		var e Event
+		var e event.Event
 		if err := json.Unmarshal(data, &e); err != nil {
 			t.Fatalf("record %.80s: %v", data, err)
 		}
-		events = []Event{e}
+		events = []event.Event{e}
 	}
 	ids := make([]string, len(events))
 	for i, e := range events {
@@ -152,12 +155,12 @@ func boundedCtx(t *testing.T) context.Context {
 
 // ingestEvent returns an event of producer with id; a positive size makes
 // its data a JSON string of that many bytes.
-func ingestEvent(producer, id string, size int) Event {
+func ingestEvent(producer, id string, size int) event.Event {
 	data := json.RawMessage(`{"n":1}`)
 	if size > 0 {
 		data = json.RawMessage(`"` + strings.Repeat("x", size) + `"`)
 	}
-	return Event{EventID: id, AgentID: producer, Timestamp: "2025-07-01T12:00:00.000Z", EventType: "exampleEvent", Data: data}
+	return event.Event{EventID: id, AgentID: producer, Timestamp: "2025-07-01T12:00:00.000Z", EventType: "exampleEvent", Data: data}
 }
 
 // checkIngestOutcome checks what every successful Publish must leave
@@ -166,9 +169,9 @@ func ingestEvent(producer, id string, size int) Event {
 // call), the accepted records hold each producer's events in input order,
 // one event is a plain object exactly as json.Marshal writes it and several
 // a JSON array, and each receipt names the record that carried its event.
-func checkIngestOutcome(t *testing.T, events []Event, receipts []Receipt, sent []sentRecord) {
+func checkIngestOutcome(t *testing.T, events []event.Event, receipts []event.Receipt, sent []sentRecord) {
 	t.Helper()
-	byID := map[string]Event{}
+	byID := map[string]event.Event{}
 	wantIDs := map[string][]string{}
 	for _, e := range events {
 		byID[e.EventID] = e
@@ -207,9 +210,9 @@ func checkIngestOutcome(t *testing.T, events []Event, receipts []Receipt, sent [
 			t.Errorf("record of %d events is not an array: %.80s", len(ids), r.data)
 		}
 		// What Ingest packs, the aggregator reads back unchanged.
-		got, err := parseRecord("shardId-x", types.Record{Data: r.data, PartitionKey: aws.String(r.key), SequenceNumber: aws.String(r.seq)})
+		got, err := event.ParseRecord(r.data, r.key, "shardId-x", r.seq, time.Time{})
 		if err != nil {
-			t.Errorf("parseRecord(packed record): %v", err)
+			t.Errorf("ParseRecord(packed record): %v", err)
 		}
 		for i, e := range got {
 			if want := byID[ids[i]]; !reflect.DeepEqual(e, want) {
@@ -225,7 +228,7 @@ func checkIngestOutcome(t *testing.T, events []Event, receipts []Receipt, sent [
 	}
 	for i, rc := range receipts {
 		r := carrier[events[i].EventID]
-		want := Receipt{EventID: events[i].EventID, ShardID: r.shard, SequenceNumber: r.seq}
+		want := event.Receipt{EventID: events[i].EventID, ShardID: r.shard, SequenceNumber: r.seq}
 		if rc != want {
 			t.Errorf("receipt %d = %+v, want %+v (the record that carried it)", i, rc, want)
 		}
@@ -234,32 +237,32 @@ func checkIngestOutcome(t *testing.T, events []Event, receipts []Receipt, sent [
 
 func TestIngestPublishPacking(t *testing.T) {
 	t.Parallel()
-	// A record limit of 100 kB keeps the test events under MaxEventBytes.
+	// A record limit of 100 kB keeps the test events under event.MaxBytes.
 	const limit, big = 100_000, 40_000 // two fit in a record, three do not
 	for _, tc := range []struct {
 		name   string
-		events []Event
+		events []event.Event
 		// calls lists each PutRecords call's records as "producer:eventIds".
 		calls [][]string
 	}{
 		{
 			name:   "lone event",
-			events: []Event{ingestEvent("A", "a1", 0)},
+			events: []event.Event{ingestEvent("A", "a1", 0)},
 			calls:  [][]string{{"A:a1"}},
 		},
 		{
 			name:   "one producer's events in one record",
-			events: []Event{ingestEvent("A", "a1", 0), ingestEvent("A", "a2", 0), ingestEvent("A", "a3", 0)},
+			events: []event.Event{ingestEvent("A", "a1", 0), ingestEvent("A", "a2", 0), ingestEvent("A", "a3", 0)},
 			calls:  [][]string{{"A:a1,a2,a3"}},
 		},
 		{
 			name:   "interleaved producers",
-			events: []Event{ingestEvent("A", "a1", 0), ingestEvent("B", "b1", 0), ingestEvent("A", "a2", 0)},
+			events: []event.Event{ingestEvent("A", "a1", 0), ingestEvent("B", "b1", 0), ingestEvent("A", "a2", 0)},
 			calls:  [][]string{{"A:a1,a2", "B:b1"}},
 		},
 		{
 			name: "producer over the record limit",
-			events: []Event{
+			events: []event.Event{
 				ingestEvent("A", "a1", big), ingestEvent("B", "b1", 0),
 				ingestEvent("A", "a2", big), ingestEvent("A", "a3", big),
 			},
@@ -267,7 +270,7 @@ func TestIngestPublishPacking(t *testing.T) {
 		},
 		{
 			name: "producer over several record limits",
-			events: []Event{
+			events: []event.Event{
 				ingestEvent("A", "a1", big), ingestEvent("A", "a2", big), ingestEvent("A", "a3", big),
 				ingestEvent("A", "a4", big), ingestEvent("A", "a5", big),
 			},
@@ -313,17 +316,17 @@ func TestIngestPublishNothing(t *testing.T) {
 
 func TestIngestPublishSplitsCalls(t *testing.T) {
 	t.Parallel()
-	many := make([]Event, maxPutRecords+1)
+	many := make([]event.Event, maxPutRecords+1)
 	for i := range many {
 		many[i] = ingestEvent(fmt.Sprintf("p%03d", i), fmt.Sprintf("e%03d", i), 0)
 	}
-	huge := make([]Event, 6) // six records of ~1 MB: five fit in 5 MiB
+	huge := make([]event.Event, 6) // six records of ~1 MB: five fit in 5 MiB
 	for i := range huge {
 		huge[i] = ingestEvent(fmt.Sprintf("p%d", i), fmt.Sprintf("e%d", i), 1_000_000)
 	}
 	for _, tc := range []struct {
 		name   string
-		events []Event
+		events []event.Event
 		want   []int // records per call
 	}{
 		{"more than 500 records", many, []int{maxPutRecords, 1}},
@@ -355,7 +358,7 @@ func TestIngestPublishSplitsCalls(t *testing.T) {
 func TestIngestPublishRetriesOnlyRefusedRecords(t *testing.T) {
 	t.Parallel()
 	const limit, big = 100_000, 60_000 // one per record
-	events := []Event{
+	events := []event.Event{
 		ingestEvent("A", "a1", big), ingestEvent("B", "b1", 0), ingestEvent("C", "c1", 0),
 		ingestEvent("A", "a2", big), ingestEvent("C", "c2", big), ingestEvent("C", "c3", big),
 	}
@@ -397,7 +400,7 @@ func TestIngestPublishRetriesOnlyRefusedRecords(t *testing.T) {
 
 func TestIngestPublishRetriesFailedCall(t *testing.T) {
 	t.Parallel()
-	events := []Event{ingestEvent("A", "a1", 0), ingestEvent("B", "b1", 0), ingestEvent("A", "a2", 0)}
+	events := []event.Event{ingestEvent("A", "a1", 0), ingestEvent("B", "b1", 0), ingestEvent("A", "a2", 0)}
 	kc := &fakeKinesis{t: t}
 	kc.callErr = func(call int) error {
 		if call == 0 {
@@ -416,7 +419,7 @@ func TestIngestPublishRetriesFailedCall(t *testing.T) {
 }
 
 // TestIngestPublishGivesUp runs on synctest's clock: Publish must keep
-// retrying for retryFor, then answer ErrUnavailable.
+// retrying for retryFor, then answer event.ErrUnavailable.
 func TestIngestPublishGivesUp(t *testing.T) {
 	t.Parallel()
 	const retryFor = 3 * time.Second
@@ -435,16 +438,16 @@ func TestIngestPublishGivesUp(t *testing.T) {
 				in := NewIngest(kc, "events")
 				in.retryFor = retryFor
 				// A Publish that ignored retryFor would stop only here.
-				ctx, cancel := context.WithTimeout(context.Background(), 2*(retryFor+retryCap))
+				ctx, cancel := context.WithTimeout(context.Background(), 2*(retryFor+backoff.Max))
 				defer cancel()
 				start := time.Now()
-				receipts, err := in.Publish(ctx, []Event{ingestEvent("A", "a1", 0)})
+				receipts, err := in.Publish(ctx, []event.Event{ingestEvent("A", "a1", 0)})
 				elapsed := time.Since(start)
-				if !errors.Is(err, ErrUnavailable) || receipts != nil {
-					t.Fatalf("Publish = %v, %v; want nil, ErrUnavailable", receipts, err)
+				if !errors.Is(err, event.ErrUnavailable) || receipts != nil {
+					t.Fatalf("Publish = %v, %v; want nil, event.ErrUnavailable", receipts, err)
 				}
-				if elapsed < retryFor || elapsed > retryFor+retryCap+time.Millisecond {
-					t.Errorf("Publish gave up after %v, want between %v and %v", elapsed, retryFor, retryFor+retryCap)
+				if elapsed < retryFor || elapsed > retryFor+backoff.Max+time.Millisecond {
+					t.Errorf("Publish gave up after %v, want between %v and %v", elapsed, retryFor, retryFor+backoff.Max)
 				}
 				if n := kc.callCount(); n < 3 {
 					t.Errorf("PutRecords calls = %d, want retries until the deadline", n)
@@ -494,9 +497,9 @@ func TestIngestPublishCancelled(t *testing.T) {
 			if tc.cancelled {
 				cancel()
 			}
-			receipts, err := NewIngest(kc, "events").Publish(ctx, []Event{ingestEvent("A", "a1", 0)})
-			if !errors.Is(err, ErrUnavailable) || receipts != nil {
-				t.Errorf("Publish = %v, %v; want nil, ErrUnavailable", receipts, err)
+			receipts, err := NewIngest(kc, "events").Publish(ctx, []event.Event{ingestEvent("A", "a1", 0)})
+			if !errors.Is(err, event.ErrUnavailable) || receipts != nil {
+				t.Errorf("Publish = %v, %v; want nil, event.ErrUnavailable", receipts, err)
 			}
 			if n := kc.callCount(); n > tc.calls {
 				t.Errorf("PutRecords calls = %d, want at most %d: a cancelled Publish stops", n, tc.calls)
@@ -508,10 +511,10 @@ func TestIngestPublishCancelled(t *testing.T) {
 func TestIngestPublishEventTooLarge(t *testing.T) {
 	t.Parallel()
 	kc := &fakeKinesis{t: t}
-	events := []Event{ingestEvent("A", "a1", 0), ingestEvent("A", "a2", 1<<20)}
+	events := []event.Event{ingestEvent("A", "a1", 0), ingestEvent("A", "a2", 1<<20)}
 	receipts, err := NewIngest(kc, "events").Publish(boundedCtx(t), events)
-	if !errors.Is(err, ErrEventTooLarge) || receipts != nil {
-		t.Fatalf("Publish = %v, %v; want nil, ErrEventTooLarge", receipts, err)
+	if !errors.Is(err, event.ErrTooLarge) || receipts != nil {
+		t.Fatalf("Publish = %v, %v; want nil, event.ErrTooLarge", receipts, err)
 	}
 	if !strings.Contains(err.Error(), "event 1") {
 		t.Errorf("error %q does not name the event's index 1", err)
@@ -527,9 +530,9 @@ func TestIngestPublishEventTooLarge(t *testing.T) {
 	if enc, _ := json.Marshal(largest); len(enc) != maxRecordBytes-2 {
 		t.Fatalf("test event is %d bytes, want %d", len(enc), maxRecordBytes-2)
 	}
-	receipts, err = NewIngest(kc, "events").Publish(boundedCtx(t), []Event{largest})
+	receipts, err = NewIngest(kc, "events").Publish(boundedCtx(t), []event.Event{largest})
 	if err != nil {
 		t.Fatalf("Publish(largest event): %v", err)
 	}
-	checkIngestOutcome(t, []Event{largest}, receipts, kc.records())
+	checkIngestOutcome(t, []event.Event{largest}, receipts, kc.records())
 }

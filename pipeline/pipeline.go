@@ -1,8 +1,9 @@
 // Package pipeline moves events from producers to subscribers' queues: the
-// ingest that writes them to Kinesis, and the two KCL workers behind it — the
-// aggregator (Kinesis -> one SubscriberEvents item per subscriber) and the
-// publisher (SubscriberEvents' DynamoDB stream -> each subscriber's SQS FIFO
-// queue).
+// ingest that writes them to Kinesis, and the two record handlers behind it
+// that package kcl runs over leased shards — the aggregator (Kinesis -> one
+// SubscriberEvents item per subscriber) and the publisher (SubscriberEvents'
+// DynamoDB stream -> each subscriber's SQS FIFO queue) — and the dead
+// letters where both set aside what they cannot handle.
 //
 // Every hop is at-least-once: a worker checkpoints only after the next hop
 // holds the batch durably, and every write is keyed so that a replay adds
@@ -15,45 +16,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"sync"
-	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/fanout/fanout/internal/backoff"
 	"github.com/fanout/fanout/store"
 )
-
-// Backoff bounds for retrying AWS calls inside a worker. A worker cannot
-// return an error to KCL, so it retries until the call succeeds or the
-// worker is stopped; the cap keeps a long outage from spinning.
-const (
-	retryBase = 50 * time.Millisecond
-	retryCap  = 5 * time.Second
-)
-
-// backoff returns the wait before retry attempt n (0-based): exponential
-// with full jitter, capped.
-func backoff(n int) time.Duration {
-	d := retryBase << min(n, 16)
-	if d > retryCap || d <= 0 {
-		d = retryCap
-	}
-	return time.Duration(rand.Int64N(int64(d))) + time.Millisecond
-}
-
-// sleep waits for d or until ctx is done, reporting whether it waited the
-// whole time.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}
 
 // retry calls f until it succeeds or ctx is done, backing off between
 // attempts and logging each failure once at warn. An error wrapping
@@ -81,7 +50,7 @@ func retry(ctx context.Context, f func() error, log *zap.Logger, what string, fi
 // backs off; it fails only when ctx is done first.
 func pause(ctx context.Context, log *zap.Logger, attempt int, what string, err error, fields ...zap.Field) error {
 	log.Warn(what+" failed, retrying", append(fields, zap.Int("attempt", attempt+1), zap.Error(err))...)
-	if !sleep(ctx, backoff(attempt)) {
+	if !backoff.Sleep(ctx, backoff.Delay(attempt)) {
 		return fmt.Errorf("%s: %w (last error: %v)", what, ctx.Err(), err)
 	}
 	return nil

@@ -2,8 +2,6 @@ package pipeline
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +12,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	"go.uber.org/zap"
 
+	"github.com/fanout/fanout/event"
+	"github.com/fanout/fanout/kcl"
 	"github.com/fanout/fanout/store"
 )
 
@@ -33,7 +33,7 @@ const queueCacheTTL = 10 * time.Minute
 // returning its per-entry failures; store.ErrQueueMissing when the queue
 // does not exist.
 type messageSender interface {
-	SendMessages(ctx context.Context, queueURL string, msgs []store.Message) ([]store.BatchFailure, error)
+	SendMessages(ctx context.Context, queueURL string, msgs []store.QueueMessage) ([]store.BatchFailure, error)
 }
 
 // Publisher sends each new SubscriberEvents item to its subscriber's SQS
@@ -60,32 +60,21 @@ func NewPublisher(agents agentGetter, sender messageSender, dead deadLetterer, l
 	}
 }
 
-// Message is the body of the SQS message an agent receives: the event and
-// what the agent needs to process it idempotently.
-type Message struct {
-	EventID      string          `json:"eventId"`
-	AgentID      string          `json:"agentId"` // the producer
-	SubscriberID string          `json:"subscriberId"`
-	Timestamp    string          `json:"timestamp"`
-	EventType    string          `json:"eventType"`
-	Data         json.RawMessage `json:"data"`
-}
-
 // pendingEvent is an item to deliver and where its stream record was.
 type pendingEvent struct {
-	event store.Event
+	event store.SubscriberEvent
 	seq   string
 }
 
-// handle delivers every new item of one stream-shard batch (or sets it
+// Handle delivers every new item of one stream-shard batch (or sets it
 // aside) and returns nil; it returns an error only when ctx is cancelled
-// first, and then nothing may be checkpointed.
-func (p *Publisher) handle(ctx context.Context, shardID string, records []types.Record) error {
+// first, and then nothing may be checkpointed (kcl.Handler).
+func (p *Publisher) Handle(ctx context.Context, shardID string, records []types.Record) error {
 	perSubscriber := map[string][]pendingEvent{}
 	var order []string
 	for _, r := range records {
 		seq := aws.ToString(r.SequenceNumber)
-		ch, err := decodeChange(r.Data)
+		ch, err := kcl.DecodeChange(r.Data)
 		if err != nil {
 			if err := p.dead.put(ctx, shardID, seq, r.Data, "stream record: "+err.Error()); err != nil {
 				return err
@@ -119,7 +108,7 @@ func (p *Publisher) deliver(ctx context.Context, shardID, sub string, events []p
 	log := p.log.With(zap.String("subscriber_id", sub), zap.String("shard_id", shardID))
 	for len(events) > 0 {
 		n, size := 0, 0
-		msgs := make([]store.Message, 0, maxBatchEntries)
+		msgs := make([]store.QueueMessage, 0, maxBatchEntries)
 		for n < len(events) && n < maxBatchEntries {
 			m := newMessage(events[n].event, n)
 			if n > 0 && size+len(m.Body) > maxBatchBytes {
@@ -139,7 +128,7 @@ func (p *Publisher) deliver(ctx context.Context, shardID, sub string, events []p
 
 // send delivers one batch, retrying what SQS failed for reasons of its own
 // and dead-lettering what it refused as invalid or could not place.
-func (p *Publisher) send(ctx context.Context, log *zap.Logger, shardID, sub string, events []pendingEvent, msgs []store.Message) error {
+func (p *Publisher) send(ctx context.Context, log *zap.Logger, shardID, sub string, events []pendingEvent, msgs []store.QueueMessage) error {
 	byID := map[string]pendingEvent{}
 	for i, m := range msgs {
 		byID[m.ID] = events[i]
@@ -180,8 +169,8 @@ func (p *Publisher) send(ctx context.Context, log *zap.Logger, shardID, sub stri
 		for _, f := range failed {
 			failedIDs[f.ID] = f
 		}
-		var again []store.Message
-		var invalid []store.Message
+		var again []store.QueueMessage
+		var invalid []store.QueueMessage
 		warnOrderHazard(log, msgs, failedIDs)
 		for _, m := range msgs {
 			f, ok := failedIDs[m.ID]
@@ -212,7 +201,7 @@ func (p *Publisher) send(ctx context.Context, log *zap.Logger, shardID, sub stri
 // of the same group in one batch: resending the failed one puts it behind
 // that later message. SQS is not documented to do this for FIFO queues; if
 // it ever does, operators see it here.
-func warnOrderHazard(log *zap.Logger, msgs []store.Message, failed map[string]store.BatchFailure) {
+func warnOrderHazard(log *zap.Logger, msgs []store.QueueMessage, failed map[string]store.BatchFailure) {
 	failedGroup := map[string]bool{}
 	for _, m := range msgs {
 		if _, ok := failed[m.ID]; ok {
@@ -225,11 +214,11 @@ func warnOrderHazard(log *zap.Logger, msgs []store.Message, failed map[string]st
 }
 
 // setAside dead-letters the events behind msgs with reason.
-func (p *Publisher) setAside(ctx context.Context, shardID string, msgs []store.Message, byID map[string]pendingEvent, reason string) error {
+func (p *Publisher) setAside(ctx context.Context, shardID string, msgs []store.QueueMessage, byID map[string]pendingEvent, reason string) error {
 	for _, m := range msgs {
 		pe := byID[m.ID]
 		dl := store.DeadLetter{
-			ID:      "publisher/" + pe.event.SubscriberID + "/" + pe.event.ProducerID + "/" + pe.event.EventID,
+			ID:      "publisher/" + pe.event.SubscriberID + "/" + pe.event.AgentID + "/" + pe.event.EventID,
 			Stage:   "publisher",
 			Reason:  reason,
 			ShardID: shardID,
@@ -245,32 +234,12 @@ func (p *Publisher) setAside(ctx context.Context, shardID string, msgs []store.M
 }
 
 // newMessage builds the SQS message for e; i is its entry id in the batch.
-func newMessage(e store.Event, i int) store.Message {
-	if len(e.Data) == 0 {
-		e.Data = json.RawMessage("null")
-	}
-	body, _ := json.Marshal(Message{ // cannot fail: Data is valid JSON from the store
-		EventID:      e.EventID,
-		AgentID:      e.ProducerID,
-		SubscriberID: e.SubscriberID,
-		Timestamp:    e.Timestamp,
-		EventType:    e.EventType,
-		Data:         e.Data,
-	})
-	return store.Message{
+func newMessage(e store.SubscriberEvent, i int) store.QueueMessage {
+	body, _ := json.Marshal(event.NewMessage(e.Event, e.SubscriberID)) // cannot fail: Data is valid JSON from the store
+	return store.QueueMessage{
 		ID:      strconv.Itoa(i),
-		GroupID: e.ProducerID,
-		DedupID: DeduplicationID(e.ProducerID, e.EventID),
+		GroupID: e.AgentID,
+		DedupID: event.DeduplicationID(e.AgentID, e.EventID),
 		Body:    string(body),
 	}
-}
-
-// DeduplicationID is the SQS MessageDeduplicationId of an event: derived
-// from the producer and eventId only, so every re-send of the event to a
-// queue (replay after a crash, retry) is dropped by SQS within its
-// five-minute window. The hash keeps producer-chosen ids within SQS's
-// 128-character alphabet and keeps two producers' ids apart.
-func DeduplicationID(producerID, eventID string) string {
-	sum := sha256.Sum256([]byte(producerID + "\x00" + eventID))
-	return hex.EncodeToString(sum[:])
 }

@@ -17,13 +17,15 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/fanout/fanout/event"
+	"github.com/fanout/fanout/kcl"
 	"github.com/fanout/fanout/store"
 )
 
 // sendCall is one SendMessages call a fakeSender saw.
 type sendCall struct {
 	url  string
-	msgs []store.Message
+	msgs []store.QueueMessage
 }
 
 // fakeSender is a messageSender holding one FIFO queue per URL. It
@@ -34,15 +36,15 @@ type fakeSender struct {
 	t *testing.T
 	// respond returns the error of the n-th call (0-based) to url, or its
 	// per-entry failures.
-	respond func(n int, url string, msgs []store.Message) ([]store.BatchFailure, error)
+	respond func(n int, url string, msgs []store.QueueMessage) ([]store.BatchFailure, error)
 
 	mu     sync.Mutex
 	calls  []sendCall
 	perURL map[string]int
-	queues map[string][]store.Message
+	queues map[string][]store.QueueMessage
 }
 
-func (f *fakeSender) SendMessages(ctx context.Context, url string, msgs []store.Message) ([]store.BatchFailure, error) {
+func (f *fakeSender) SendMessages(ctx context.Context, url string, msgs []store.QueueMessage) ([]store.BatchFailure, error) {
 	f.mu.Lock()
 	if f.perURL == nil {
 		f.perURL = map[string]int{}
@@ -79,13 +81,13 @@ func (f *fakeSender) SendMessages(ctx context.Context, url string, msgs []store.
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.queues == nil {
-		f.queues = map[string][]store.Message{}
+		f.queues = map[string][]store.QueueMessage{}
 	}
 	for _, m := range msgs {
 		if slices.ContainsFunc(failed, func(b store.BatchFailure) bool { return b.ID == m.ID }) {
 			continue
 		}
-		if slices.ContainsFunc(f.queues[url], func(q store.Message) bool { return q.DedupID == m.DedupID }) {
+		if slices.ContainsFunc(f.queues[url], func(q store.QueueMessage) bool { return q.DedupID == m.DedupID }) {
 			continue
 		}
 		f.queues[url] = append(f.queues[url], m)
@@ -94,7 +96,7 @@ func (f *fakeSender) SendMessages(ctx context.Context, url string, msgs []store.
 }
 
 // queue returns the messages the queue at url holds, in order.
-func (f *fakeSender) queue(url string) []store.Message {
+func (f *fakeSender) queue(url string) []store.QueueMessage {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return slices.Clone(f.queues[url])
@@ -115,11 +117,11 @@ func (f *fakeSender) sentEventIDs(t *testing.T, url string) [][]string {
 }
 
 // messageEventIDs returns the eventIds of msgs' bodies.
-func messageEventIDs(t *testing.T, msgs []store.Message) []string {
+func messageEventIDs(t *testing.T, msgs []store.QueueMessage) []string {
 	t.Helper()
 	ids := make([]string, len(msgs))
 	for i, m := range msgs {
-		var body Message
+		var body event.Message
 		if err := json.Unmarshal([]byte(m.Body), &body); err != nil {
 			t.Fatalf("message body %.80s: %v", m.Body, err)
 		}
@@ -133,32 +135,32 @@ func queueURL(id string) string { return "https://sqs.test/queue-" + id + ".fifo
 
 // subscriberEvent is the SubscriberEvents item of event id of producer for
 // sub; a positive size makes its data a JSON string of that many bytes.
-func subscriberEvent(producer, sub, id string, size int) store.Event {
+func subscriberEvent(producer, sub, id string, size int) store.SubscriberEvent {
 	data := json.RawMessage(`{"id":"` + id + `"}`)
 	if size > 0 {
 		data = json.RawMessage(`"` + strings.Repeat("x", size) + `"`)
 	}
-	return store.Event{
-		EventID: id, ProducerID: producer, SubscriberID: sub, EventType: "exampleEvent",
-		Timestamp: "2025-07-01T12:00:00.000Z", Data: data,
-		ShardID: "shardId-000000000001", Seq: "49590338271490256608559692538361571095921575989136588898",
+	return store.SubscriberEvent{
+		Event:        event.Event{EventID: id, AgentID: producer, EventType: "exampleEvent", Timestamp: "2025-07-01T12:00:00.000Z", Data: data},
+		SubscriberID: sub,
+		ShardID:      "shardId-000000000001", Seq: "49590338271490256608559692538361571095921575989136588898",
 	}
 }
 
 // changeRecord is the Kinesis record the streams adapter returns for a
-// change of SubscriberEvents: Data is a streamChange whose image holds e
+// change of SubscriberEvents: Data is a kcl.Change whose image holds e
 // under the store's attribute names (checked against
 // store.DecodeEventImage, so a renamed attribute fails here, not later).
-func changeRecord(t *testing.T, eventName string, e store.Event, seq string) types.Record {
+func changeRecord(t *testing.T, eventName string, e store.SubscriberEvent, seq string) types.Record {
 	t.Helper()
 	sortKey := e.Timestamp + "#" + e.EventID
-	change := streamChange{EventName: eventName}
+	change := kcl.Change{EventName: eventName}
 	if eventName != "REMOVE" {
 		image, err := json.Marshal(map[string]any{
 			"subscriberId":   e.SubscriberID,
 			"timestamp":      sortKey,
 			"eventId":        e.EventID,
-			"producerId":     e.ProducerID,
+			"producerId":     e.AgentID,
 			"eventType":      e.EventType,
 			"eventTimestamp": e.Timestamp,
 			"data":           string(e.Data),
@@ -207,7 +209,7 @@ func newTestPublisher(t *testing.T) (*Publisher, publisherFakes) {
 }
 
 // inserts returns the INSERT records of events, numbered from seq 1000.
-func inserts(t *testing.T, events []store.Event) []types.Record {
+func inserts(t *testing.T, events []store.SubscriberEvent) []types.Record {
 	t.Helper()
 	out := make([]types.Record, len(events))
 	for i, e := range events {
@@ -227,7 +229,7 @@ func eventIDs(prefix string, n int) []string {
 
 // checkQueue checks that the queue of sub holds exactly the messages of
 // events, in order, each as the spec describes it.
-func checkQueue(t *testing.T, f *fakeSender, sub string, events []store.Event) {
+func checkQueue(t *testing.T, f *fakeSender, sub string, events []store.SubscriberEvent) {
 	t.Helper()
 	got := f.queue(queueURL(sub))
 	if len(got) != len(events) {
@@ -236,11 +238,11 @@ func checkQueue(t *testing.T, f *fakeSender, sub string, events []store.Event) {
 	}
 	for i, m := range got {
 		e := events[i]
-		if m.GroupID != e.ProducerID {
-			t.Errorf("%s message %d: MessageGroupId %q, want the producer %q", sub, i, m.GroupID, e.ProducerID)
+		if m.GroupID != e.AgentID {
+			t.Errorf("%s message %d: MessageGroupId %q, want the producer %q", sub, i, m.GroupID, e.AgentID)
 		}
-		if want := DeduplicationID(e.ProducerID, e.EventID); m.DedupID != want {
-			t.Errorf("%s message %d: MessageDeduplicationId %q, want DeduplicationID(%s, %s) = %q", sub, i, m.DedupID, e.ProducerID, e.EventID, want)
+		if want := event.DeduplicationID(e.AgentID, e.EventID); m.DedupID != want {
+			t.Errorf("%s message %d: MessageDeduplicationId %q, want event.DeduplicationID(%s, %s) = %q", sub, i, m.DedupID, e.AgentID, e.EventID, want)
 		}
 		var fields map[string]json.RawMessage
 		if err := json.Unmarshal([]byte(m.Body), &fields); err != nil {
@@ -248,7 +250,7 @@ func checkQueue(t *testing.T, f *fakeSender, sub string, events []store.Event) {
 		}
 		want := map[string]string{
 			"eventId":      mustJSON(e.EventID),
-			"agentId":      mustJSON(e.ProducerID),
+			"agentId":      mustJSON(e.AgentID),
 			"subscriberId": mustJSON(sub),
 			"timestamp":    mustJSON(e.Timestamp),
 			"eventType":    mustJSON(e.EventType),
@@ -277,7 +279,7 @@ func TestPublisherDelivers(t *testing.T) {
 	p, f := newTestPublisher(t)
 	// s1 follows P (23 events: three batches); s2 follows P (its first 3
 	// events) and Q. Updates and expiries in the stream are not events.
-	var s1, s2, all []store.Event
+	var s1, s2, all []store.SubscriberEvent
 	for i, id := range eventIDs("p", 23) {
 		e := subscriberEvent("P", "s1", id, 0)
 		s1 = append(s1, e)
@@ -295,7 +297,7 @@ func TestPublisherDelivers(t *testing.T) {
 		changeRecord(t, "REMOVE", subscriberEvent("P", "s2", "expired", 0), "998"))
 
 	for i := range 2 { // the second handle is a replay
-		if err := p.handle(boundedCtx(t), "shardId-1", records); err != nil {
+		if err := p.Handle(boundedCtx(t), "shardId-1", records); err != nil {
 			t.Fatalf("handle #%d: %v", i+1, err)
 		}
 		checkQueue(t, f.sender, "s1", s1)
@@ -322,11 +324,11 @@ func TestPublisherBatchBytes(t *testing.T) {
 	t.Parallel()
 	p, f := newTestPublisher(t)
 	sizes := []int{100_000, 100_000, 100_000, 100_000, 300_000, 100_000}
-	var events []store.Event
+	var events []store.SubscriberEvent
 	for i, size := range sizes {
 		events = append(events, subscriberEvent("P", "s1", fmt.Sprintf("p%02d", i), size))
 	}
-	if err := p.handle(boundedCtx(t), "shardId-1", inserts(t, events)); err != nil {
+	if err := p.Handle(boundedCtx(t), "shardId-1", inserts(t, events)); err != nil {
 		t.Fatalf("handle: %v", err)
 	}
 	want := [][]string{{"p00", "p01"}, {"p02", "p03"}, {"p04"}, {"p05"}}
@@ -336,44 +338,24 @@ func TestPublisherBatchBytes(t *testing.T) {
 	checkQueue(t, f.sender, "s1", events)
 }
 
-func TestDeduplicationID(t *testing.T) {
-	t.Parallel()
-	id := DeduplicationID("producer-1", "event-1")
-	if again := DeduplicationID("producer-1", "event-1"); again != id {
-		t.Errorf("DeduplicationID is not stable: %s, then %s", id, again)
-	}
-	if len(id) > 128 || strings.Trim(id, "0123456789abcdef") != "" {
-		t.Errorf("DeduplicationID = %q, want at most 128 characters SQS accepts", id)
-	}
-	for _, other := range [][2]string{{"producer-2", "event-1"}, {"producer-1", "event-2"}, {"producer-1e", "vent-1"}} {
-		if DeduplicationID(other[0], other[1]) == id {
-			t.Errorf("DeduplicationID(%q, %q) = DeduplicationID(producer-1, event-1)", other[0], other[1])
-		}
-	}
-	long := DeduplicationID("p", strings.Repeat("é", 300))
-	if len(long) > 128 {
-		t.Errorf("DeduplicationID of a long eventId has %d characters, want at most 128", len(long))
-	}
-}
-
 func TestPublisherRetriesFailedEntries(t *testing.T) {
 	t.Parallel()
 	p, f := newTestPublisher(t)
-	f.sender.respond = func(n int, _ string, msgs []store.Message) ([]store.BatchFailure, error) {
+	f.sender.respond = func(n int, _ string, msgs []store.QueueMessage) ([]store.BatchFailure, error) {
 		var failed []store.BatchFailure
 		for _, m := range msgs {
-			id := messageEventIDs(t, []store.Message{m})[0]
+			id := messageEventIDs(t, []store.QueueMessage{m})[0]
 			if (n == 0 && (id == "p01" || id == "p04")) || (n == 1 && id == "p04") {
 				failed = append(failed, store.BatchFailure{ID: m.ID, Code: "InternalError", Message: "try again"})
 			}
 		}
 		return failed, nil
 	}
-	var events []store.Event
+	var events []store.SubscriberEvent
 	for _, id := range eventIDs("p", 12) {
 		events = append(events, subscriberEvent("P", "s1", id, 0))
 	}
-	if err := p.handle(boundedCtx(t), "shardId-1", inserts(t, events)); err != nil {
+	if err := p.Handle(boundedCtx(t), "shardId-1", inserts(t, events)); err != nil {
 		t.Fatalf("handle: %v", err)
 	}
 	want := [][]string{eventIDs("p", 10), {"p01", "p04"}, {"p04"}, {"p10", "p11"}}
@@ -392,14 +374,14 @@ func TestPublisherRetriesFailedEntries(t *testing.T) {
 
 func TestPublisherSetsAside(t *testing.T) {
 	t.Parallel()
-	s1 := []store.Event{}
+	s1 := []store.SubscriberEvent{}
 	for _, id := range eventIDs("p", 12) {
 		s1 = append(s1, subscriberEvent("P", "s1", id, 0))
 	}
 	for _, tc := range []struct {
 		name    string
 		sub     string // whose events are set aside
-		respond func(n int, url string, msgs []store.Message) ([]store.BatchFailure, error)
+		respond func(n int, url string, msgs []store.QueueMessage) ([]store.BatchFailure, error)
 		reason  string
 		// dead lists the eventIds set aside.
 		dead []string
@@ -409,7 +391,7 @@ func TestPublisherSetsAside(t *testing.T) {
 		{
 			name: "refused entry",
 			sub:  "s1",
-			respond: func(n int, url string, msgs []store.Message) ([]store.BatchFailure, error) {
+			respond: func(n int, url string, msgs []store.QueueMessage) ([]store.BatchFailure, error) {
 				if n == 0 && url == queueURL("s1") {
 					return []store.BatchFailure{{ID: msgs[2].ID, Code: "InvalidParameterValue", Message: "bad body", SenderFault: true}}, nil
 				}
@@ -422,7 +404,7 @@ func TestPublisherSetsAside(t *testing.T) {
 		{
 			name: "missing queue",
 			sub:  "s1",
-			respond: func(_ int, url string, msgs []store.Message) ([]store.BatchFailure, error) {
+			respond: func(_ int, url string, msgs []store.QueueMessage) ([]store.BatchFailure, error) {
 				if url == queueURL("s1") {
 					return nil, fmt.Errorf("send %d messages to queue %s: %w", len(msgs), url, store.ErrQueueMissing)
 				}
@@ -445,7 +427,7 @@ func TestPublisherSetsAside(t *testing.T) {
 			p, f := newTestPublisher(t)
 			f.sender.respond = tc.respond
 			// The affected subscriber's events interleaved with s2's.
-			var affected, s2, all []store.Event
+			var affected, s2, all []store.SubscriberEvent
 			for i, id := range eventIDs("p", 12) {
 				e := subscriberEvent("P", tc.sub, id, 0)
 				e2 := subscriberEvent("Q", "s2", fmt.Sprintf("q%02d", i), 0)
@@ -454,11 +436,11 @@ func TestPublisherSetsAside(t *testing.T) {
 				all = append(all, e, e2)
 			}
 			records := inserts(t, all)
-			if err := p.handle(boundedCtx(t), "shardId-7", records); err != nil {
+			if err := p.Handle(boundedCtx(t), "shardId-7", records); err != nil {
 				t.Fatalf("handle: %v", err)
 			}
 			checkQueue(t, f.sender, "s2", s2)
-			var delivered []store.Event
+			var delivered []store.SubscriberEvent
 			for _, e := range affected {
 				if !slices.Contains(tc.dead, e.EventID) {
 					delivered = append(delivered, e)
@@ -469,12 +451,12 @@ func TestPublisherSetsAside(t *testing.T) {
 			}
 			var gotDead []string
 			for _, dl := range f.dead.all() {
-				var body Message
+				var body event.Message
 				if err := json.Unmarshal(dl.Data, &body); err != nil {
 					t.Fatalf("dead letter %s data %q: %v", dl.ID, dl.Data, err)
 				}
 				gotDead = append(gotDead, body.EventID)
-				i := slices.IndexFunc(affected, func(e store.Event) bool { return e.EventID == body.EventID })
+				i := slices.IndexFunc(affected, func(e store.SubscriberEvent) bool { return e.EventID == body.EventID })
 				if i < 0 {
 					t.Errorf("dead letter %s holds event %s of subscriber %s, not one of %s's", dl.ID, body.EventID, body.SubscriberID, tc.sub)
 					continue
@@ -520,10 +502,10 @@ func TestPublisherSetsAsideBadRecords(t *testing.T) {
 				{Data: []byte(tc.data), SequenceNumber: aws.String("5"), PartitionKey: aws.String("{}")},
 				changeRecord(t, "INSERT", good, "6"),
 			}
-			if err := p.handle(boundedCtx(t), "shardId-2", records); err != nil {
+			if err := p.Handle(boundedCtx(t), "shardId-2", records); err != nil {
 				t.Fatalf("handle: %v", err)
 			}
-			checkQueue(t, f.sender, "s1", []store.Event{good})
+			checkQueue(t, f.sender, "s1", []store.SubscriberEvent{good})
 			dls := f.dead.all()
 			if len(dls) != 1 {
 				t.Fatalf("dead letters = %+v, want one", dls)
@@ -546,7 +528,7 @@ func TestPublisherRetriesTransientErrors(t *testing.T) {
 		{
 			name: "SendMessages",
 			setup: func(f publisherFakes) {
-				f.sender.respond = func(n int, _ string, _ []store.Message) ([]store.BatchFailure, error) {
+				f.sender.respond = func(n int, _ string, _ []store.QueueMessage) ([]store.BatchFailure, error) {
 					if n < 2 {
 						return nil, errors.New("connection reset")
 					}
@@ -565,11 +547,11 @@ func TestPublisherRetriesTransientErrors(t *testing.T) {
 			t.Parallel()
 			p, f := newTestPublisher(t)
 			tc.setup(f)
-			var events []store.Event
+			var events []store.SubscriberEvent
 			for _, id := range eventIDs("p", 12) {
 				events = append(events, subscriberEvent("P", "s1", id, 0))
 			}
-			if err := p.handle(boundedCtx(t), "shardId-1", inserts(t, events)); err != nil {
+			if err := p.Handle(boundedCtx(t), "shardId-1", inserts(t, events)); err != nil {
 				t.Fatalf("handle: %v", err)
 			}
 			checkQueue(t, f.sender, "s1", events)
@@ -594,7 +576,7 @@ func TestPublisherCancelled(t *testing.T) {
 			name: "SendMessages failing",
 			subs: []string{"s1"},
 			setup: func(f publisherFakes, cancel context.CancelFunc) {
-				f.sender.respond = func(int, string, []store.Message) ([]store.BatchFailure, error) {
+				f.sender.respond = func(int, string, []store.QueueMessage) ([]store.BatchFailure, error) {
 					cancel()
 					return nil, errors.New("connection reset")
 				}
@@ -604,7 +586,7 @@ func TestPublisherCancelled(t *testing.T) {
 			name: "SendMessages failing, two subscribers",
 			subs: []string{"s1", "s2"},
 			setup: func(f publisherFakes, cancel context.CancelFunc) {
-				f.sender.respond = func(int, string, []store.Message) ([]store.BatchFailure, error) {
+				f.sender.respond = func(int, string, []store.QueueMessage) ([]store.BatchFailure, error) {
 					cancel()
 					return nil, errors.New("connection reset")
 				}
@@ -614,7 +596,7 @@ func TestPublisherCancelled(t *testing.T) {
 			name: "entries failing",
 			subs: []string{"s1"},
 			setup: func(f publisherFakes, cancel context.CancelFunc) {
-				f.sender.respond = func(_ int, _ string, msgs []store.Message) ([]store.BatchFailure, error) {
+				f.sender.respond = func(_ int, _ string, msgs []store.QueueMessage) ([]store.BatchFailure, error) {
 					cancel()
 					return []store.BatchFailure{{ID: msgs[0].ID, Code: "InternalError"}}, nil
 				}
@@ -631,7 +613,7 @@ func TestPublisherCancelled(t *testing.T) {
 			name: "PutDeadLetter failing",
 			subs: []string{"s1"},
 			setup: func(f publisherFakes, cancel context.CancelFunc) {
-				f.sender.respond = func(_ int, _ string, msgs []store.Message) ([]store.BatchFailure, error) {
+				f.sender.respond = func(_ int, _ string, msgs []store.QueueMessage) ([]store.BatchFailure, error) {
 					return []store.BatchFailure{{ID: msgs[0].ID, Code: "InvalidParameterValue", SenderFault: true}}, nil
 				}
 				f.dead.fail = func(int) error { cancel(); return errors.New("ThrottlingException") }
@@ -644,11 +626,11 @@ func TestPublisherCancelled(t *testing.T) {
 			ctx, cancel := context.WithCancel(boundedCtx(t))
 			defer cancel()
 			tc.setup(f, cancel)
-			var events []store.Event
+			var events []store.SubscriberEvent
 			for _, sub := range tc.subs {
 				events = append(events, subscriberEvent("P", sub, "p00", 0))
 			}
-			err := p.handle(ctx, "shardId-1", inserts(t, events))
+			err := p.Handle(ctx, "shardId-1", inserts(t, events))
 			if !errors.Is(err, context.Canceled) {
 				t.Errorf("handle = %v, want an error wrapping context.Canceled so the batch is not checkpointed", err)
 			}
@@ -662,14 +644,14 @@ func TestPublisherCancelled(t *testing.T) {
 func TestPublisherSetsAsideRejectedBatch(t *testing.T) {
 	t.Parallel()
 	p, f := newTestPublisher(t)
-	f.sender.respond = func(_ int, url string, _ []store.Message) ([]store.BatchFailure, error) {
+	f.sender.respond = func(_ int, url string, _ []store.QueueMessage) ([]store.BatchFailure, error) {
 		if url == queueURL("s1") {
 			return nil, fmt.Errorf("send: %w: InvalidParameterValue", store.ErrRejected)
 		}
 		return nil, nil
 	}
-	events := []store.Event{subscriberEvent("P", "s1", "p00", 0), subscriberEvent("P", "s2", "p00", 0), subscriberEvent("P", "s1", "p01", 0)}
-	if err := p.handle(boundedCtx(t), "shardId-1", inserts(t, events)); err != nil {
+	events := []store.SubscriberEvent{subscriberEvent("P", "s1", "p00", 0), subscriberEvent("P", "s2", "p00", 0), subscriberEvent("P", "s1", "p01", 0)}
+	if err := p.Handle(boundedCtx(t), "shardId-1", inserts(t, events)); err != nil {
 		t.Fatalf("handle: %v", err)
 	}
 	checkQueue(t, f.sender, "s2", events[1:2])

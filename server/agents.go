@@ -10,6 +10,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"go.uber.org/zap"
 
+	"github.com/fanout/fanout/event"
 	"github.com/fanout/fanout/store"
 )
 
@@ -17,11 +18,6 @@ const (
 	// maxAgentBodyBytes bounds POST /agents bodies: an ARN is at most a few
 	// hundred bytes, so anything near this is not a registration.
 	maxAgentBodyBytes = 64 << 10
-	// maxAgentIDLen is the Kinesis partition key limit; agent ids are the
-	// partition keys, so a longer id cannot exist and is not looked up.
-	maxAgentIDLen = 256
-	// timeLayout is how the API writes times: RFC 3339, UTC, milliseconds.
-	timeLayout = "2006-01-02T15:04:05.000Z"
 )
 
 // agentJSON is an agent as the API shows it.
@@ -36,8 +32,9 @@ func newAgentJSON(a store.Agent) agentJSON {
 	return agentJSON{AgentID: a.ID, QueueURL: a.QueueURL, ResourceARN: a.ResourceARN, CreatedAt: formatTime(a.CreatedAt)}
 }
 
-// formatTime writes t in the API's layout (UTC, milliseconds, truncated).
-func formatTime(t time.Time) string { return t.UTC().Format(timeLayout) }
+// formatTime writes t in the API's layout (event.TimeLayout: UTC,
+// milliseconds, truncated).
+func formatTime(t time.Time) string { return t.UTC().Format(event.TimeLayout) }
 
 // registerAgent serves POST /agents {"resourceArn": "..."}: 200 with the
 // agent of that ARN, created with its queue when new.
@@ -84,7 +81,7 @@ func (h *api) getAgent(w http.ResponseWriter, r *http.Request) {
 // lookupAgent returns agent id, or a 404 naming it in its role
 // ("listener", "producer" or "" for none) when it does not exist.
 func (h *api) lookupAgent(ctx context.Context, role, id string) (store.Agent, error) {
-	if id == "" || len(id) > maxAgentIDLen {
+	if id == "" || len(id) > event.MaxAgentIDLen {
 		return store.Agent{}, agentNotFound(role, id, store.ErrNotFound)
 	}
 	a, err := h.agents.Agent(ctx, id)

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/fanout/fanout/event"
 	"github.com/fanout/fanout/store"
 )
 
@@ -82,7 +83,7 @@ func TestRegisterAgent(t *testing.T) {
 
 func TestGetAgent(t *testing.T) {
 	t.Parallel()
-	long := strings.Repeat("x", maxAgentIDLen+1)
+	long := strings.Repeat("x", event.MaxAgentIDLen+1)
 	tests := []struct {
 		name    string
 		id      string

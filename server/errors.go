@@ -14,7 +14,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"go.uber.org/zap"
 
-	"github.com/fanout/fanout/pipeline"
+	"github.com/fanout/fanout/event"
 	"github.com/fanout/fanout/store"
 )
 
@@ -47,10 +47,10 @@ func agentNotFound(role, agentID string, cause error) *apiError {
 	if role != "" {
 		role += " "
 	}
-	if len(agentID) > maxAgentIDLen {
+	if len(agentID) > event.MaxAgentIDLen {
 		return &apiError{
 			status: http.StatusNotFound,
-			msg:    fmt.Sprintf("%sagent id is longer than %d characters, so no such agent exists", role, maxAgentIDLen),
+			msg:    fmt.Sprintf("%sagent id is longer than %d characters, so no such agent exists", role, event.MaxAgentIDLen),
 			cause:  cause,
 		}
 	}
@@ -73,8 +73,8 @@ type errorBody struct {
 //   - store.ErrNotFound: 404;
 //   - store.ErrInvalidPrincipal: 400 with the message of its
 //     *store.PrincipalError, which says what to fix;
-//   - pipeline.ErrEventTooLarge: 413;
-//   - pipeline.ErrUnavailable: 503 "event stream unavailable, retry later";
+//   - event.ErrTooLarge: 413;
+//   - event.ErrUnavailable: 503 "event stream unavailable, retry later";
 //   - anything else (store.ErrRetryLater, AWS or timeout failures): 503
 //     "service unavailable, retry later".
 //
@@ -97,7 +97,7 @@ func (h *api) writeError(w http.ResponseWriter, r *http.Request, err error, fiel
 		writeJSON(w, http.StatusBadRequest, errorBody{pe.Msg})
 		return
 	}
-	if errors.Is(err, pipeline.ErrEventTooLarge) {
+	if errors.Is(err, event.ErrTooLarge) {
 		// postEvents checks sizes before publishing, so this means its
 		// limit and the pipeline's have drifted apart.
 		h.log.Warn("event passed the size check but the pipeline refused it", append(fields, requestIDField(r.Context()), zap.Error(err))...)
@@ -106,14 +106,14 @@ func (h *api) writeError(w http.ResponseWriter, r *http.Request, err error, fiel
 	}
 
 	msg := "service unavailable, retry later"
-	if errors.Is(err, pipeline.ErrUnavailable) {
+	if errors.Is(err, event.ErrUnavailable) {
 		msg = "event stream unavailable, retry later"
 	}
 	fields = append(fields, requestIDField(r.Context()), zap.Error(err))
 	switch {
 	case r.Context().Err() != nil && errors.Is(err, context.Canceled):
 		h.log.Info("request cancelled by the client", fields...)
-	case errors.Is(err, store.ErrRetryLater), errors.Is(err, pipeline.ErrUnavailable):
+	case errors.Is(err, store.ErrRetryLater), errors.Is(err, event.ErrUnavailable):
 		h.log.Warn("request failed, caller told to retry", fields...)
 	default:
 		h.log.Error("request failed", fields...)
@@ -148,7 +148,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 func (h *api) notFound(w http.ResponseWriter, r *http.Request) {
 	h.writeError(w, r, &apiError{
 		status: http.StatusNotFound,
-		msg:    fmt.Sprintf("no endpoint %s %s; see the API in SPEC.md", r.Method, r.URL.Path),
+		msg:    fmt.Sprintf("no endpoint %s %s; the endpoints are listed in the README's API section", r.Method, r.URL.Path),
 	})
 }
 

@@ -13,7 +13,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
-	"github.com/fanout/fanout/pipeline"
+	"github.com/fanout/fanout/event"
 	"github.com/fanout/fanout/store"
 )
 
@@ -35,8 +35,8 @@ func TestWriteError(t *testing.T) {
 		{name: "invalid principal", err: fmt.Errorf("register agent a: create queue agents-a.fifo: %w", &store.PrincipalError{Msg: "principal arn:aws-cn:iam::123456789012:root is in partition aws-cn but fanout runs in partition aws"}), status: 400, msg: "principal arn:aws-cn:iam::123456789012:root is in partition aws-cn but fanout runs in partition aws"},
 		{name: "bare not found", err: fmt.Errorf("agent a: %w", store.ErrNotFound), status: 404, msg: "not found"},
 		{name: "retry later", err: fmt.Errorf("queue a: %w", store.ErrRetryLater), status: 503, msg: "service unavailable, retry later", retryAfter: true, logs: true, logLevel: zapcore.WarnLevel},
-		{name: "stream unavailable", err: fmt.Errorf("stream s: %w", pipeline.ErrUnavailable), status: 503, msg: "event stream unavailable, retry later", retryAfter: true, logs: true, logLevel: zapcore.WarnLevel},
-		{name: "event too large", err: fmt.Errorf("event 2: %w", pipeline.ErrEventTooLarge), status: 413, msg: "an event does not fit in a Kinesis record; make data smaller", logs: true, logLevel: zapcore.WarnLevel},
+		{name: "stream unavailable", err: fmt.Errorf("stream s: %w", event.ErrUnavailable), status: 503, msg: "event stream unavailable, retry later", retryAfter: true, logs: true, logLevel: zapcore.WarnLevel},
+		{name: "event too large", err: fmt.Errorf("event 2: %w", event.ErrTooLarge), status: 413, msg: "an event does not fit in a Kinesis record; make data smaller", logs: true, logLevel: zapcore.WarnLevel},
 		{name: "unexpected", err: errors.New("AccessDenied"), status: 503, msg: "service unavailable, retry later", retryAfter: true, logs: true, logLevel: zapcore.ErrorLevel},
 		{name: "client gone", err: fmt.Errorf("get: %w", context.Canceled), cancelled: true, status: 503, msg: "service unavailable, retry later", retryAfter: true, logs: true, logLevel: zapcore.InfoLevel},
 		{name: "timeout", err: fmt.Errorf("get: %w", context.DeadlineExceeded), status: 503, msg: "service unavailable, retry later", retryAfter: true, logs: true, logLevel: zapcore.ErrorLevel},

@@ -13,7 +13,7 @@ import (
 	"github.com/google/uuid"
 	"go.uber.org/zap"
 
-	"github.com/fanout/fanout/pipeline"
+	"github.com/fanout/fanout/event"
 	"github.com/fanout/fanout/store"
 )
 
@@ -43,7 +43,7 @@ type eventIn struct {
 // eventsAccepted is the 202 answer of POST /events: one receipt per event
 // in input order, an array even when one object was posted.
 type eventsAccepted struct {
-	Events []pipeline.Receipt `json:"events"`
+	Events []event.Receipt `json:"events"`
 }
 
 // postEvents serves POST /events. The body is one event object or an array
@@ -88,9 +88,9 @@ func (h *api) postEvents(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, r, fmt.Errorf("publish %d events: %w", len(events), err), publishFields(events)...)
 		return
 	}
-	out := eventsAccepted{Events: make([]pipeline.Receipt, len(events))}
+	out := eventsAccepted{Events: make([]event.Receipt, len(events))}
 	for i, rc := range receipts {
-		out.Events[i] = pipeline.Receipt{EventID: events[i].EventID, ShardID: rc.ShardID, SequenceNumber: rc.SequenceNumber}
+		out.Events[i] = event.Receipt{EventID: events[i].EventID, ShardID: rc.ShardID, SequenceNumber: rc.SequenceNumber}
 	}
 	writeJSON(w, http.StatusAccepted, out)
 }
@@ -98,7 +98,7 @@ func (h *api) postEvents(w http.ResponseWriter, r *http.Request) {
 // parseEvents decodes and validates the body of POST /events, filling in
 // defaults (now for absent timestamps). The error is a 400 or 413 naming
 // the first bad event by its index.
-func parseEvents(body []byte, now time.Time) ([]pipeline.Event, error) {
+func parseEvents(body []byte, now time.Time) ([]event.Event, error) {
 	var raws []json.RawMessage
 	trimmed := bytes.TrimLeft(body, " \t\r\n")
 	switch {
@@ -120,7 +120,7 @@ func parseEvents(body []byte, now time.Time) ([]pipeline.Event, error) {
 		return nil, badRequest("request body holds %d events; send at most %d per request (the Kinesis PutRecords limit)", len(raws), maxBatchEvents)
 	}
 
-	events := make([]pipeline.Event, len(raws))
+	events := make([]event.Event, len(raws))
 	firstWithID := make(map[string]int, len(raws))
 	for i, raw := range raws {
 		ev, err := parseEvent(raw, now)
@@ -137,26 +137,26 @@ func parseEvents(body []byte, now time.Time) ([]pipeline.Event, error) {
 }
 
 // parseEvent decodes one event and validates it with the rules every event
-// follows, posted or put straight into Kinesis (pipeline.Event.Normalize).
-func parseEvent(raw json.RawMessage, now time.Time) (pipeline.Event, error) {
+// follows, posted or put straight into Kinesis (event.Event.Normalize).
+func parseEvent(raw json.RawMessage, now time.Time) (event.Event, error) {
 	if trimmed := bytes.TrimLeft(raw, " \t\r\n"); len(trimmed) == 0 || trimmed[0] != '{' {
-		return pipeline.Event{}, badRequest("must be a JSON object")
+		return event.Event{}, badRequest("must be a JSON object")
 	}
 	var in eventIn
 	if err := decodeStrict(raw, &in); err != nil {
-		return pipeline.Event{}, err
+		return event.Event{}, err
 	}
 	// Only the API can tell a missing field from an empty one.
 	if len(in.Data) == 0 {
-		return pipeline.Event{}, badRequest("data is required: any JSON value (null is allowed)")
+		return event.Event{}, badRequest("data is required: any JSON value (null is allowed)")
 	}
 	if in.EventID != nil && *in.EventID == "" {
-		return pipeline.Event{}, badRequest("eventId must be 1 to %d characters of A-Z a-z 0-9 . _ : -", pipeline.MaxEventIDLen)
+		return event.Event{}, badRequest("eventId must be 1 to %d characters of A-Z a-z 0-9 . _ : -", event.MaxIDLen)
 	}
 	if in.Timestamp != nil && *in.Timestamp == "" {
-		return pipeline.Event{}, badRequest("timestamp must be RFC 3339, e.g. 2025-07-01T12:00:00.000Z")
+		return event.Event{}, badRequest("timestamp must be RFC 3339, e.g. 2025-07-01T12:00:00.000Z")
 	}
-	ev := pipeline.Event{
+	ev := event.Event{
 		AgentID:   deref(in.AgentID),
 		EventType: deref(in.EventType),
 		Timestamp: deref(in.Timestamp),
@@ -164,10 +164,10 @@ func parseEvent(raw json.RawMessage, now time.Time) (pipeline.Event, error) {
 		Data:      in.Data,
 	}
 	if err := ev.Normalize(now); err != nil {
-		if errors.Is(err, pipeline.ErrEventTooLarge) {
-			return pipeline.Event{}, &apiError{status: http.StatusRequestEntityTooLarge, msg: "too large: " + err.Error()}
+		if errors.Is(err, event.ErrTooLarge) {
+			return event.Event{}, &apiError{status: http.StatusRequestEntityTooLarge, msg: "too large: " + err.Error()}
 		}
-		return pipeline.Event{}, badRequest("%s", err.Error())
+		return event.Event{}, badRequest("%s", err.Error())
 	}
 	if ev.EventID == "" {
 		ev.EventID = uuid.NewString()
@@ -185,7 +185,7 @@ func deref(s *string) string {
 // checkProducers looks up every distinct producer of events (a few at a
 // time). It returns a 404 naming the first event whose producer does not
 // exist, else the first lookup failure, else nil.
-func (h *api) checkProducers(ctx context.Context, events []pipeline.Event) error {
+func (h *api) checkProducers(ctx context.Context, events []event.Event) error {
 	firstEvent := map[string]int{}
 	var ids []string
 	for i, ev := range events {
@@ -223,7 +223,7 @@ func prefixError(prefix string, err error) error {
 }
 
 // publishFields names the producers of a failed publish in the log.
-func publishFields(events []pipeline.Event) []zap.Field {
+func publishFields(events []event.Event) []zap.Field {
 	fields := []zap.Field{zap.Int("events", len(events))}
 	if all := events[0].AgentID; allSame(events, all) {
 		fields = append(fields, zap.String("producer_id", all))
@@ -231,7 +231,7 @@ func publishFields(events []pipeline.Event) []zap.Field {
 	return fields
 }
 
-func allSame(events []pipeline.Event, agentID string) bool {
+func allSame(events []event.Event, agentID string) bool {
 	for _, ev := range events {
 		if ev.AgentID != agentID {
 			return false

@@ -14,7 +14,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/fanout/fanout/pipeline"
+	"github.com/fanout/fanout/event"
 )
 
 // ev returns the JSON of an event of producer P with the given fields
@@ -91,7 +91,7 @@ func TestPostEventsRejects(t *testing.T) {
 		{"first bad event is named", "application/json", batch(ok, ev(t, map[string]any{"eventType": nil}), ev(t, map[string]any{"agentId": nil})), 400, []string{"event 1: eventType is required"}},
 		{"wrong content type", "text/plain", ok, 415, []string{"application/json"}},
 		{"body too large", "application/json", `[` + strings.Repeat(" ", maxEventsBodyBytes) + ok + `]`, 413, []string{"larger than 5242880 bytes"}},
-		{"one event too large", "application/json", batch(ok, ev(t, map[string]any{"data": strings.Repeat("x", pipeline.MaxEventBytes)})), 413, []string{"event 1: too large", "make data smaller"}},
+		{"one event too large", "application/json", batch(ok, ev(t, map[string]any{"data": strings.Repeat("x", event.MaxBytes)})), 413, []string{"event 1: too large", "make data smaller"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -134,10 +134,10 @@ func TestPostEventsFailures(t *testing.T) {
 		want      string
 		published bool
 	}{
-		{name: "stream unavailable", pubErr: fmt.Errorf("stream s: %w", pipeline.ErrUnavailable), want: "event stream unavailable, retry later", published: true},
+		{name: "stream unavailable", pubErr: fmt.Errorf("stream s: %w", event.ErrUnavailable), want: "event stream unavailable, retry later", published: true},
 		{name: "other publish failure", pubErr: errors.New("signing failed"), want: "service unavailable, retry later", published: true},
 		{name: "too few receipts", short: true, want: "service unavailable, retry later", published: true},
-		{name: "event too large for the stream", pubErr: fmt.Errorf("event 0: %w", pipeline.ErrEventTooLarge), want: "does not fit in a Kinesis record", published: true},
+		{name: "event too large for the stream", pubErr: fmt.Errorf("event 0: %w", event.ErrTooLarge), want: "does not fit in a Kinesis record", published: true},
 		{name: "producer lookup failure", lookupErr: errors.New("dynamodb down"), want: "service unavailable, retry later"},
 	}
 	for _, tc := range tests {
@@ -150,7 +150,7 @@ func TestPostEventsFailures(t *testing.T) {
 			}
 			rec := f.doJSON(t, http.MethodPost, "/events", ev(t, nil))
 			status := 503
-			if errors.Is(tc.pubErr, pipeline.ErrEventTooLarge) {
+			if errors.Is(tc.pubErr, event.ErrTooLarge) {
 				status = 413
 			}
 			checkErrorContains(t, rec, status, tc.want)
@@ -171,7 +171,7 @@ func TestPostEventsFailures(t *testing.T) {
 
 func TestPostEventsAccepts(t *testing.T) {
 	t.Parallel()
-	type check func(t *testing.T, events []pipeline.Event, receipts []pipeline.Receipt)
+	type check func(t *testing.T, events []event.Event, receipts []event.Receipt)
 	tests := []struct {
 		name        string
 		contentType string
@@ -179,18 +179,18 @@ func TestPostEventsAccepts(t *testing.T) {
 		check       check
 	}{
 		{name: "single object gives an array of one receipt", contentType: "application/json", body: ev(t, map[string]any{"eventId": "e-1"}),
-			check: func(t *testing.T, events []pipeline.Event, receipts []pipeline.Receipt) {
-				want := pipeline.Event{EventID: "e-1", AgentID: "P", Timestamp: "2025-07-01T12:00:00.000Z", EventType: "exampleEvent", Data: json.RawMessage(`{"n":1}`)}
+			check: func(t *testing.T, events []event.Event, receipts []event.Receipt) {
+				want := event.Event{EventID: "e-1", AgentID: "P", Timestamp: "2025-07-01T12:00:00.000Z", EventType: "exampleEvent", Data: json.RawMessage(`{"n":1}`)}
 				if len(events) != 1 || !sameEvent(events[0], want) {
 					t.Errorf("published %+v, want [%+v]", events, want)
 				}
 			}},
-		{name: "no content type", body: ev(t, nil), check: func(t *testing.T, events []pipeline.Event, _ []pipeline.Receipt) {}},
-		{name: "content type with charset", contentType: "application/json; charset=utf-8", body: ev(t, nil), check: func(t *testing.T, events []pipeline.Event, _ []pipeline.Receipt) {}},
+		{name: "no content type", body: ev(t, nil), check: func(t *testing.T, events []event.Event, _ []event.Receipt) {}},
+		{name: "content type with charset", contentType: "application/json; charset=utf-8", body: ev(t, nil), check: func(t *testing.T, events []event.Event, _ []event.Receipt) {}},
 		{name: "batch keeps input order", contentType: "application/json",
 			body: batch(ev(t, map[string]any{"eventId": "a"}), ev(t, map[string]any{"eventId": "b", "agentId": "Q"}), ev(t, map[string]any{"eventId": "c"})),
-			check: func(t *testing.T, events []pipeline.Event, receipts []pipeline.Receipt) {
-				want := []pipeline.Receipt{{EventID: "a", ShardID: "shardId-P", SequenceNumber: "seq-0"}, {EventID: "b", ShardID: "shardId-Q", SequenceNumber: "seq-1"}, {EventID: "c", ShardID: "shardId-P", SequenceNumber: "seq-2"}}
+			check: func(t *testing.T, events []event.Event, receipts []event.Receipt) {
+				want := []event.Receipt{{EventID: "a", ShardID: "shardId-P", SequenceNumber: "seq-0"}, {EventID: "b", ShardID: "shardId-Q", SequenceNumber: "seq-1"}, {EventID: "c", ShardID: "shardId-P", SequenceNumber: "seq-2"}}
 				if fmt.Sprint(receipts) != fmt.Sprint(want) {
 					t.Errorf("receipts = %+v, want %+v", receipts, want)
 				}
@@ -199,7 +199,7 @@ func TestPostEventsAccepts(t *testing.T) {
 				}
 			}},
 		{name: "absent eventIds get distinct UUIDs", contentType: "application/json", body: batch(ev(t, nil), ev(t, map[string]any{"eventId": nil})),
-			check: func(t *testing.T, events []pipeline.Event, receipts []pipeline.Receipt) {
+			check: func(t *testing.T, events []event.Event, receipts []event.Receipt) {
 				for i, e := range events {
 					if _, err := uuid.Parse(e.EventID); err != nil {
 						t.Errorf("event %d: eventId %q is not a UUID", i, e.EventID)
@@ -213,13 +213,13 @@ func TestPostEventsAccepts(t *testing.T) {
 				}
 			}},
 		{name: "null eventId is absent", contentType: "application/json", body: ev(t, map[string]any{"eventId": json.RawMessage("null")}),
-			check: func(t *testing.T, events []pipeline.Event, _ []pipeline.Receipt) {
+			check: func(t *testing.T, events []event.Event, _ []event.Receipt) {
 				if _, err := uuid.Parse(events[0].EventID); err != nil {
 					t.Errorf("eventId %q is not a UUID", events[0].EventID)
 				}
 			}},
 		{name: "eventId with every allowed character", contentType: "application/json", body: ev(t, map[string]any{"eventId": "AZaz09._:-" + strings.Repeat("x", 118)}),
-			check: func(t *testing.T, events []pipeline.Event, _ []pipeline.Receipt) {
+			check: func(t *testing.T, events []event.Event, _ []event.Receipt) {
 				if events[0].EventID != "AZaz09._:-"+strings.Repeat("x", 118) {
 					t.Errorf("eventId = %q", events[0].EventID)
 				}
@@ -231,7 +231,7 @@ func TestPostEventsAccepts(t *testing.T) {
 				ev(t, map[string]any{"timestamp": "2025-06-30T23:59:59.9-05:30"}),
 				ev(t, map[string]any{"timestamp": "2025-07-01T12:00:00.5Z"}),
 			),
-			check: func(t *testing.T, events []pipeline.Event, _ []pipeline.Receipt) {
+			check: func(t *testing.T, events []event.Event, _ []event.Receipt) {
 				want := []string{"2025-07-01T12:00:00.000Z", "2025-07-01T12:00:00.123Z", "2025-07-01T05:29:59.900Z", "2025-07-01T12:00:00.500Z"}
 				for i, w := range want {
 					if events[i].Timestamp != w {
@@ -241,7 +241,7 @@ func TestPostEventsAccepts(t *testing.T) {
 			}},
 		{name: "data may be any JSON value, null included", contentType: "application/json",
 			body: batch(ev(t, map[string]any{"data": json.RawMessage("null")}), ev(t, map[string]any{"data": "s"}), ev(t, map[string]any{"data": []int{1, 2}}), ev(t, map[string]any{"data": 3.5}), ev(t, map[string]any{"data": false})),
-			check: func(t *testing.T, events []pipeline.Event, _ []pipeline.Receipt) {
+			check: func(t *testing.T, events []event.Event, _ []event.Receipt) {
 				want := []string{`null`, `"s"`, `[1,2]`, `3.5`, `false`}
 				for i, w := range want {
 					if string(events[i].Data) != w {
@@ -250,9 +250,9 @@ func TestPostEventsAccepts(t *testing.T) {
 				}
 			}},
 		{name: "eventType of 256 characters", contentType: "application/json", body: ev(t, map[string]any{"eventType": strings.Repeat("é", 256)}),
-			check: func(t *testing.T, events []pipeline.Event, _ []pipeline.Receipt) {}},
+			check: func(t *testing.T, events []event.Event, _ []event.Receipt) {}},
 		{name: "500 events", contentType: "application/json", body: batch(slices.Repeat([]string{ev(t, nil)}, maxBatchEvents)...),
-			check: func(t *testing.T, events []pipeline.Event, receipts []pipeline.Receipt) {
+			check: func(t *testing.T, events []event.Event, receipts []event.Receipt) {
 				if len(events) != maxBatchEvents || len(receipts) != maxBatchEvents {
 					t.Errorf("published %d events with %d receipts, want %d", len(events), len(receipts), maxBatchEvents)
 				}
@@ -267,7 +267,7 @@ func TestPostEventsAccepts(t *testing.T) {
 			dec := json.NewDecoder(rec.Body)
 			dec.DisallowUnknownFields()
 			var out struct {
-				Events []pipeline.Receipt `json:"events"`
+				Events []event.Receipt `json:"events"`
 			}
 			if err := dec.Decode(&out); err != nil {
 				t.Fatalf("decode 202 body: %v", err)
@@ -292,9 +292,9 @@ func TestPostEventsFillsInTimestamp(t *testing.T) {
 	after := time.Now().UTC()
 	checkStatus(t, rec, http.StatusAccepted)
 	for i, e := range f.pub.published()[0] {
-		ts, err := time.Parse(timeLayout, e.Timestamp)
+		ts, err := time.Parse(event.TimeLayout, e.Timestamp)
 		if err != nil {
-			t.Fatalf("event %d: timestamp %q is not in layout %s", i, e.Timestamp, timeLayout)
+			t.Fatalf("event %d: timestamp %q is not in layout %s", i, e.Timestamp, event.TimeLayout)
 		}
 		if ts.Before(before) || ts.After(after) {
 			t.Errorf("event %d: timestamp %s, want between %s and %s", i, ts, before, after)
@@ -348,7 +348,7 @@ func TestPostEventsLooksUpEachProducerOnce(t *testing.T) {
 	}
 }
 
-func sameEvent(a, b pipeline.Event) bool {
+func sameEvent(a, b event.Event) bool {
 	return a.EventID == b.EventID && a.AgentID == b.AgentID && a.Timestamp == b.Timestamp &&
 		a.EventType == b.EventType && string(a.Data) == string(b.Data)
 }

@@ -17,7 +17,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
-	"github.com/fanout/fanout/pipeline"
+	"github.com/fanout/fanout/event"
 	"github.com/fanout/fanout/store"
 )
 
@@ -120,22 +120,22 @@ type fakePublisher struct {
 	err     error
 	short   bool // return one receipt too few
 	onCall  func(ctx context.Context)
-	batches [][]pipeline.Event
+	batches [][]event.Event
 }
 
-func (f *fakePublisher) Publish(ctx context.Context, events []pipeline.Event) ([]pipeline.Receipt, error) {
+func (f *fakePublisher) Publish(ctx context.Context, events []event.Event) ([]event.Receipt, error) {
 	if f.onCall != nil {
 		f.onCall(ctx)
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.batches = append(f.batches, append([]pipeline.Event(nil), events...))
+	f.batches = append(f.batches, append([]event.Event(nil), events...))
 	if f.err != nil {
 		return nil, f.err
 	}
-	out := make([]pipeline.Receipt, len(events))
+	out := make([]event.Receipt, len(events))
 	for i, ev := range events {
-		out[i] = pipeline.Receipt{EventID: ev.EventID, ShardID: "shardId-" + ev.AgentID, SequenceNumber: fmt.Sprintf("seq-%d", i)}
+		out[i] = event.Receipt{EventID: ev.EventID, ShardID: "shardId-" + ev.AgentID, SequenceNumber: fmt.Sprintf("seq-%d", i)}
 	}
 	if f.short {
 		out = out[1:]
@@ -143,10 +143,10 @@ func (f *fakePublisher) Publish(ctx context.Context, events []pipeline.Event) ([
 	return out, nil
 }
 
-func (f *fakePublisher) published() [][]pipeline.Event {
+func (f *fakePublisher) published() [][]event.Event {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return append([][]pipeline.Event(nil), f.batches...)
+	return append([][]event.Event(nil), f.batches...)
 }
 
 // fakeReadiness answers Ready with err, or blocks until ctx ends.

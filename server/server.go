@@ -12,7 +12,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"go.uber.org/zap"
 
-	"github.com/fanout/fanout/pipeline"
+	"github.com/fanout/fanout/event"
 	"github.com/fanout/fanout/store"
 )
 
@@ -74,13 +74,13 @@ type subscriptions interface {
 	Producers(ctx context.Context, subscriberID string) ([]store.Subscription, error)
 }
 
-// publisher puts events into the event stream. *pipeline.Ingest satisfies it.
+// publisher puts events into the event stream. *event.Ingest satisfies it.
 type publisher interface {
 	// Publish puts the events into the stream, all or nothing from the
 	// caller's view: it returns a receipt per event, in order, only when
-	// every event is durably in Kinesis; pipeline.ErrUnavailable (wrapped)
+	// every event is durably in Kinesis; event.ErrUnavailable (wrapped)
 	// when Kinesis cannot take them.
-	Publish(ctx context.Context, events []pipeline.Event) ([]pipeline.Receipt, error)
+	Publish(ctx context.Context, events []event.Event) ([]event.Receipt, error)
 }
 
 // readiness reports whether this task can do its work. The app satisfies it.
@@ -101,7 +101,7 @@ type api struct {
 	log    *zap.Logger
 }
 
-// New returns the HTTP API of fanout (see the routes below and SPEC.md).
+// New returns the HTTP API of fanout (see the routes below and the README's API section).
 // Every answer is JSON; every error body is {"error": "..."}. The handler is
 // safe for concurrent use; it keeps no state between requests.
 func New(cfg Config, a agents, s subscriptions, p publisher, r readiness, log *zap.Logger) http.Handler {

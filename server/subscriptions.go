@@ -6,6 +6,8 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"go.uber.org/zap"
+
+	"github.com/fanout/fanout/event"
 )
 
 // subscriptionsJSON is the answer of GET /agents/{listenerId}/subscriptions.
@@ -52,7 +54,7 @@ func (h *api) unsubscribe(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, r, err, fields...)
 		return
 	}
-	if len(producerID) > maxAgentIDLen {
+	if len(producerID) > event.MaxAgentIDLen {
 		// No such agent can exist, so nothing can follow it: done.
 		w.WriteHeader(http.StatusNoContent)
 		return

@@ -29,15 +29,15 @@ const eventTTL = 7 * 24 * time.Hour
 // would be over DynamoDB's 400 KB or its keys too long (checked without
 // calling AWS, since records put straight into Kinesis bypass the API's
 // limits), or DynamoDB refuses the item as invalid.
-func (s *Store) PutEvent(ctx context.Context, e Event) (created bool, err error) {
-	if e.SubscriberID == "" || e.ProducerID == "" || e.EventID == "" || e.Timestamp == "" {
-		return false, fmt.Errorf("put event %s of producer %s for subscriber %s: %w: subscriber id, producer id, event id and timestamp are required", e.EventID, e.ProducerID, e.SubscriberID, ErrRejected)
+func (s *Store) PutEvent(ctx context.Context, e SubscriberEvent) (created bool, err error) {
+	if e.SubscriberID == "" || e.AgentID == "" || e.EventID == "" || e.Timestamp == "" {
+		return false, fmt.Errorf("put event %s of producer %s for subscriber %s: %w: subscriber id, producer id, event id and timestamp are required", e.EventID, e.AgentID, e.SubscriberID, ErrRejected)
 	}
 	item := map[string]types.AttributeValue{
 		attrSubscriberID:   attrS(e.SubscriberID),
 		attrEventSortKey:   attrS(eventSortKey(e)),
 		attrEventID:        attrS(e.EventID),
-		attrProducerID:     attrS(e.ProducerID),
+		attrProducerID:     attrS(e.AgentID),
 		attrEventType:      attrS(e.EventType),
 		attrEventTimestamp: attrS(e.Timestamp),
 		attrData:           attrS(string(e.Data)),
@@ -46,7 +46,7 @@ func (s *Store) PutEvent(ctx context.Context, e Event) (created bool, err error)
 		attrExpiresAt:      attrN(s.now().Add(eventTTL).Unix()),
 	}
 	if err := checkItem(item, attrSubscriberID, attrEventSortKey); err != nil {
-		return false, fmt.Errorf("put event %s of producer %s for subscriber %s: %w", e.EventID, e.ProducerID, e.SubscriberID, err)
+		return false, fmt.Errorf("put event %s of producer %s for subscriber %s: %w", e.EventID, e.AgentID, e.SubscriberID, err)
 	}
 	_, err = s.db.PutItem(ctx, &dynamodb.PutItemInput{
 		TableName:                aws.String(s.tables.SubscriberEvents),
@@ -60,7 +60,7 @@ func (s *Store) PutEvent(ctx context.Context, e Event) (created bool, err error)
 	case hasCode(err, codeConditionalCheckFailed):
 		return false, nil
 	}
-	return false, fmt.Errorf("put event %s of producer %s for subscriber %s into table %s: %w", e.EventID, e.ProducerID, e.SubscriberID, s.tables.SubscriberEvents, rejectable(err))
+	return false, fmt.Errorf("put event %s of producer %s for subscriber %s into table %s: %w", e.EventID, e.AgentID, e.SubscriberID, s.tables.SubscriberEvents, rejectable(err))
 }
 
 // eventSortKey is the timestamp as published, '#', the producer id, '#' and
@@ -69,21 +69,21 @@ func (s *Store) PutEvent(ctx context.Context, e Event) (created bool, err error)
 // when two producers chose the same event id. The key is unique as long
 // as timestamps and event ids have no '#', which the pipeline's (RFC 3339
 // timestamps, event ids of A-Z a-z 0-9 . _ : -) do not.
-func eventSortKey(e Event) string {
-	return e.Timestamp + "#" + e.ProducerID + "#" + e.EventID
+func eventSortKey(e SubscriberEvent) string {
+	return e.Timestamp + "#" + e.AgentID + "#" + e.EventID
 }
 
 // DecodeEventImage decodes the NewImage of a SubscriberEvents stream record,
 // given as plain JSON: the image converted with the dynamodbstreams
 // attributevalue package's UnmarshalMap into a map[string]any, then
 // json.Marshal'ed. Data comes back byte for byte as written.
-func DecodeEventImage(image []byte) (Event, error) {
+func DecodeEventImage(image []byte) (SubscriberEvent, error) {
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(image, &m); err != nil {
-		return Event{}, fmt.Errorf("decode event image: %w", err)
+		return SubscriberEvent{}, fmt.Errorf("decode event image: %w", err)
 	}
 	var (
-		e    Event
+		e    SubscriberEvent
 		data string
 		errs []error
 	)
@@ -92,7 +92,7 @@ func DecodeEventImage(image []byte) (Event, error) {
 		dst  *string
 	}{
 		{attrEventID, &e.EventID},
-		{attrProducerID, &e.ProducerID},
+		{attrProducerID, &e.AgentID},
 		{attrSubscriberID, &e.SubscriberID},
 		{attrEventType, &e.EventType},
 		{attrEventTimestamp, &e.Timestamp},
@@ -110,7 +110,7 @@ func DecodeEventImage(image []byte) (Event, error) {
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
-		return Event{}, fmt.Errorf("decode event image (event %s, subscriber %s): %w", e.EventID, e.SubscriberID, err)
+		return SubscriberEvent{}, fmt.Errorf("decode event image (event %s, subscriber %s): %w", e.EventID, e.SubscriberID, err)
 	}
 	e.Data = json.RawMessage(data)
 	return e, nil

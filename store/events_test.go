@@ -19,18 +19,21 @@ import (
 	streamtypes "github.com/aws/aws-sdk-go-v2/service/dynamodbstreams/types"
 	"github.com/aws/smithy-go"
 
+	"github.com/fanout/fanout/event"
 	"github.com/fanout/fanout/internal/awstest"
 )
 
 // testEvent is an event for subscriber sub with id id.
-func testEvent(sub, id string) Event {
-	return Event{
-		EventID:      id,
-		ProducerID:   "producer-1",
+func testEvent(sub, id string) SubscriberEvent {
+	return SubscriberEvent{
+		Event: event.Event{
+			EventID:   id,
+			AgentID:   "producer-1",
+			EventType: "exampleEvent",
+			Timestamp: "2026-07-01T12:00:00.000Z",
+			Data:      json.RawMessage(`{"n":1}`),
+		},
 		SubscriberID: sub,
-		EventType:    "exampleEvent",
-		Timestamp:    "2026-07-01T12:00:00.000Z",
-		Data:         json.RawMessage(`{"n":1}`),
 		ShardID:      "shardId-000000000000",
 		Seq:          "49590338271490256608559692538361571095921575989136588898",
 	}
@@ -65,14 +68,14 @@ func TestPutEventReplay(t *testing.T) {
 // with one timestamp: both are kept, as separate items.
 func TestPutEventSameMillisecond(t *testing.T) {
 	t.Parallel()
-	ofProducer := func(producer, id string) Event {
+	ofProducer := func(producer, id string) SubscriberEvent {
 		e := testEvent("sub-1", id)
-		e.ProducerID = producer
+		e.AgentID = producer
 		return e
 	}
 	for _, tc := range []struct {
 		name string
-		a, b Event
+		a, b SubscriberEvent
 	}{
 		{"one producer, two event ids", ofProducer("p-1", "ev-a"), ofProducer("p-1", "ev-b")},
 		{"two producers, one event id", ofProducer("p-1", "ev-1"), ofProducer("p-2", "ev-1")},
@@ -81,9 +84,9 @@ func TestPutEventSameMillisecond(t *testing.T) {
 			t.Parallel()
 			s := newTestStore(t)
 			ctx := testContext(t)
-			for _, e := range []Event{tc.a, tc.b} {
+			for _, e := range []SubscriberEvent{tc.a, tc.b} {
 				if created, err := s.PutEvent(ctx, e); err != nil || !created {
-					t.Errorf("PutEvent(producer %s, event %s) = %v, %v; want true, nil", e.ProducerID, e.EventID, created, err)
+					t.Errorf("PutEvent(producer %s, event %s) = %v, %v; want true, nil", e.AgentID, e.EventID, created, err)
 				}
 			}
 			db, _ := clients(s)
@@ -105,7 +108,7 @@ func TestPutEventSameMillisecond(t *testing.T) {
 				}
 			}
 			slices.Sort(got)
-			if want := []string{tc.a.ProducerID + "/" + tc.a.EventID, tc.b.ProducerID + "/" + tc.b.EventID}; !slices.Equal(got, want) {
+			if want := []string{tc.a.AgentID + "/" + tc.a.EventID, tc.b.AgentID + "/" + tc.b.EventID}; !slices.Equal(got, want) {
 				t.Errorf("subscriber's items are events %v, want %v", got, want)
 			}
 		})
@@ -145,24 +148,24 @@ func TestPutEventItem(t *testing.T) {
 func TestPutEventRejected(t *testing.T) {
 	t.Parallel()
 	s := New(nil, nil, Tables{SubscriberEvents: "unused"}, testAccount)
-	with := func(f func(*Event)) Event {
+	with := func(f func(*SubscriberEvent)) SubscriberEvent {
 		e := testEvent("sub-1", "ev-1")
 		f(&e)
 		return e
 	}
 	for _, tc := range []struct {
 		name string
-		e    Event
+		e    SubscriberEvent
 		want string // in the error
 	}{
-		{"no subscriber id", with(func(e *Event) { e.SubscriberID = "" }), "required"},
-		{"no producer id", with(func(e *Event) { e.ProducerID = "" }), "required"},
-		{"no event id", with(func(e *Event) { e.EventID = "" }), "required"},
-		{"no timestamp", with(func(e *Event) { e.Timestamp = "" }), "required"},
-		{"item over 400 KB", with(func(e *Event) { e.Data = jsonString(maxItemBytes) }), "item is"},
-		{"item over 400 KB once invalid UTF-8 is replaced", with(func(e *Event) { e.Data = json.RawMessage(strings.Repeat("\xff", 140_000)) }), "item is"},
-		{"sort key too long", with(func(e *Event) { e.EventID = strings.Repeat("e", maxSortKeyBytes) }), "key attribute timestamp"},
-		{"partition key too long", with(func(e *Event) { e.SubscriberID = strings.Repeat("s", maxPartitionKeyBytes+1) }), "key attribute subscriberId"},
+		{"no subscriber id", with(func(e *SubscriberEvent) { e.SubscriberID = "" }), "required"},
+		{"no producer id", with(func(e *SubscriberEvent) { e.AgentID = "" }), "required"},
+		{"no event id", with(func(e *SubscriberEvent) { e.EventID = "" }), "required"},
+		{"no timestamp", with(func(e *SubscriberEvent) { e.Timestamp = "" }), "required"},
+		{"item over 400 KB", with(func(e *SubscriberEvent) { e.Data = jsonString(maxItemBytes) }), "item is"},
+		{"item over 400 KB once invalid UTF-8 is replaced", with(func(e *SubscriberEvent) { e.Data = json.RawMessage(strings.Repeat("\xff", 140_000)) }), "item is"},
+		{"sort key too long", with(func(e *SubscriberEvent) { e.EventID = strings.Repeat("e", maxSortKeyBytes) }), "key attribute timestamp"},
+		{"partition key too long", with(func(e *SubscriberEvent) { e.SubscriberID = strings.Repeat("s", maxPartitionKeyBytes+1) }), "key attribute subscriberId"},
 	} {
 		created, err := s.PutEvent(testContext(t), tc.e)
 		if created || !errors.Is(err, ErrRejected) || !strings.Contains(err.Error(), tc.want) {
@@ -221,7 +224,7 @@ func TestDecodeEventImageRoundTrip(t *testing.T) {
 		`null`,
 		`[true,false,{}]`,
 	}
-	want := map[string]Event{}
+	want := map[string]SubscriberEvent{}
 	for i, d := range datas {
 		e := testEvent("sub-1", fmt.Sprintf("ev-%d", i))
 		e.Timestamp = fmt.Sprintf("2026-07-01T12:00:00.%03dZ", i)
@@ -334,7 +337,7 @@ func streamRecords(t *testing.T, s *Store, want int) []streamtypes.Record {
 
 // decodeRecord converts a stream record's NewImage to JSON the way the
 // publisher does and decodes it.
-func decodeRecord(t *testing.T, r streamtypes.Record) Event {
+func decodeRecord(t *testing.T, r streamtypes.Record) SubscriberEvent {
 	t.Helper()
 	var m map[string]any
 	if err := attributevalue.UnmarshalMap(r.Dynamodb.NewImage, &m); err != nil {

@@ -12,11 +12,9 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/smithy-go"
-)
 
-// timeLayout is how times are stored: RFC 3339 in UTC with milliseconds, so
-// that stored times sort as strings.
-const timeLayout = "2006-01-02T15:04:05.000Z07:00"
+	"github.com/fanout/fanout/event"
+)
 
 // AWS error codes store branches on. Emulators do not always return the
 // SDK's typed errors, so codes are compared, including the legacy SQS
@@ -204,9 +202,10 @@ func truncateString(s string, limit int, suffix string) string {
 	return s[:max(cut, 0)] + suffix
 }
 
-// formatTime renders t as stored.
+// formatTime renders t as stored: event.TimeLayout, so that stored times
+// sort as strings.
 func formatTime(t time.Time) string {
-	return t.UTC().Format(timeLayout)
+	return t.UTC().Format(event.TimeLayout)
 }
 
 // reader reads typed attributes out of one item, remembering the first

@@ -31,7 +31,7 @@ type BatchFailure struct {
 // again fails again, though its messages may go through in smaller
 // batches. An entry SQS refuses on its own is a BatchFailure with
 // SenderFault set instead. Sending no messages does nothing.
-func (s *Store) SendMessages(ctx context.Context, queueURL string, msgs []Message) (failed []BatchFailure, err error) {
+func (s *Store) SendMessages(ctx context.Context, queueURL string, msgs []QueueMessage) (failed []BatchFailure, err error) {
 	if len(msgs) > MaxBatch {
 		return nil, fmt.Errorf("send %d messages to queue %s: %w: at most %d per batch", len(msgs), queueURL, ErrRejected, MaxBatch)
 	}

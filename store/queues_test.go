@@ -23,11 +23,11 @@ func testQueue(t *testing.T, s *Store) string {
 }
 
 // messages returns n messages of group g, ids and bodies g-0, g-1, ...
-func messages(g string, n int) []Message {
-	msgs := make([]Message, n)
+func messages(g string, n int) []QueueMessage {
+	msgs := make([]QueueMessage, n)
 	for i := range msgs {
 		id := fmt.Sprintf("%s-%d", g, i)
-		msgs[i] = Message{ID: id, GroupID: g, DedupID: id, Body: id}
+		msgs[i] = QueueMessage{ID: id, GroupID: g, DedupID: id, Body: id}
 	}
 	return msgs
 }
@@ -41,7 +41,7 @@ func TestSendMessagesOrder(t *testing.T) {
 	url := testQueue(t, s)
 
 	a, b := messages("a", 15), messages("b", 15)
-	var all []Message
+	var all []QueueMessage
 	for i := range a {
 		all = append(all, a[i], b[i])
 	}
@@ -70,7 +70,7 @@ func TestSendMessagesOrder(t *testing.T) {
 		}
 		return received >= len(all), nil
 	})
-	for g, msgs := range map[string][]Message{"a": a, "b": b} {
+	for g, msgs := range map[string][]QueueMessage{"a": a, "b": b} {
 		var want []string
 		for _, m := range msgs {
 			want = append(want, m.Body)

@@ -3,12 +3,13 @@
 package store
 
 import (
-	"encoding/json"
 	"errors"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+
+	"github.com/fanout/fanout/event"
 )
 
 // Errors callers branch on.
@@ -98,17 +99,13 @@ type Subscription struct {
 // next subscribe.
 type Gap struct{ From, To time.Time }
 
-// Event is one producer event fanned out to one subscriber: an item of
-// SubscriberEvents.
-type Event struct {
-	EventID      string
-	ProducerID   string
+// SubscriberEvent is one producer event fanned out to one subscriber: an
+// item of SubscriberEvents. The embedded event's AgentID is the producer.
+type SubscriberEvent struct {
+	event.Event
 	SubscriberID string
-	EventType    string
-	Timestamp    string          // RFC 3339 with milliseconds, as published
-	Data         json.RawMessage // any JSON value
-	ShardID      string          // Kinesis shard of the source record
-	Seq          string          // Kinesis sequence number of the source record
+	ShardID      string // Kinesis shard of the source record
+	Seq          string // Kinesis sequence number of the source record
 }
 
 // DeadLetter is a record set aside because it cannot be processed.
@@ -129,8 +126,8 @@ type DeadLetter struct {
 	Truncated bool
 }
 
-// Message is one SQS FIFO message to send.
-type Message struct {
+// QueueMessage is one SQS FIFO message to send.
+type QueueMessage struct {
 	ID      string // batch entry id, unique within one call
 	GroupID string
 	DedupID string

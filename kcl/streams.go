@@ -1,4 +1,4 @@
-package pipeline
+package kcl
 
 import (
 	"context"
@@ -23,10 +23,6 @@ const (
 	// 10000 by default, which Streams rejects.
 	streamsMaxRecords = 1000
 
-	// streamsCallTimeout bounds one Streams call: KCL passes context.TODO(),
-	// so a hung call would otherwise stall its shard consumer forever.
-	streamsCallTimeout = kclCallTimeout
-
 	// adapterIteratorPrefix marks iterators minted by the adapter, so a
 	// foreign string is rejected instead of being sent to Streams.
 	adapterIteratorPrefix = "fanout-ddbs1:"
@@ -36,36 +32,36 @@ const (
 	maxHashKey = "340282366920938463463374607431768211455"
 )
 
-// streamsReader is the part of the DynamoDB Streams API the adapter calls.
+// StreamsReader is the part of the DynamoDB Streams API the adapter calls.
 // *dynamodbstreams.Client satisfies it; tests use in-memory fakes for shard
 // rollover, which the emulator never does.
-type streamsReader interface {
+type StreamsReader interface {
 	DescribeStream(ctx context.Context, in *dynamodbstreams.DescribeStreamInput, optFns ...func(*dynamodbstreams.Options)) (*dynamodbstreams.DescribeStreamOutput, error)
 	GetShardIterator(ctx context.Context, in *dynamodbstreams.GetShardIteratorInput, optFns ...func(*dynamodbstreams.Options)) (*dynamodbstreams.GetShardIteratorOutput, error)
 	GetRecords(ctx context.Context, in *dynamodbstreams.GetRecordsInput, optFns ...func(*dynamodbstreams.Options)) (*dynamodbstreams.GetRecordsOutput, error)
 }
 
-// streamChange is the Data of every Kinesis record the adapter returns: one
+// Change is the Data of every Kinesis record the adapter returns: one
 // DynamoDB stream record of the table.
-type streamChange struct {
+type Change struct {
 	// EventName is INSERT, MODIFY or REMOVE.
 	EventName string `json:"eventName"`
 	// NewImage is the item after the change as plain JSON (numbers keep
 	// DynamoDB's exact digits, binary is base64); absent on REMOVE.
 	NewImage json.RawMessage `json:"newImage,omitempty"`
 	// Error says why the image could not be converted. The record is still
-	// returned, so one bad record cannot stall the shard: decodeChange
+	// returned, so one bad record cannot stall the shard: DecodeChange
 	// reports it as an error and the consumer sets the record aside.
 	Error string `json:"error,omitempty"`
 }
 
-// decodeChange parses the Data of a record read through newStreamsKinesis.
+// DecodeChange parses the Data of a record read through newStreamsKinesis.
 // It fails on data that is not a stream change, and on a change whose image
 // the adapter could not convert.
-func decodeChange(data []byte) (streamChange, error) {
-	var c streamChange
+func DecodeChange(data []byte) (Change, error) {
+	var c Change
 	if err := json.Unmarshal(data, &c); err != nil {
-		return streamChange{}, fmt.Errorf("decode stream change: %w", err)
+		return Change{}, fmt.Errorf("decode stream change: %w", err)
 	}
 	if c.Error != "" {
 		return c, fmt.Errorf("stream change %s: image not convertible: %s", c.EventName, c.Error)
@@ -85,12 +81,12 @@ func decodeChange(data []byte) (streamChange, error) {
 // optFns are applied after the adapter is installed; middleware they add to
 // the Initialize step with middleware.Before (such as gateChildren) wraps the
 // adapter's answers. The client is safe for concurrent use. Records come in
-// shard order; Data is a JSON streamChange (see decodeChange), PartitionKey
+// shard order; Data is a JSON Change (see DecodeChange), PartitionKey
 // the item's key attributes as JSON, MillisBehindLatest always 0 (Streams
 // does not report lag). An AT/AFTER_SEQUENCE_NUMBER iterator never returns a
 // record before its sequence number, even from a Streams implementation that
 // ignores it (the emulator restarts such iterators at the shard's start).
-func newStreamsKinesis(cfg aws.Config, streams streamsReader, streamARN string, optFns ...func(*kinesis.Options)) *kinesis.Client {
+func newStreamsKinesis(cfg aws.Config, streams StreamsReader, streamARN string, optFns ...func(*kinesis.Options)) *kinesis.Client {
 	a := &streamsAdapter{streams: streams, streamARN: streamARN}
 	install := func(o *kinesis.Options) { o.APIOptions = append(o.APIOptions, a.addTo) }
 	return kinesis.NewFromConfig(cfg, append([]func(*kinesis.Options){install}, optFns...)...)
@@ -98,7 +94,7 @@ func newStreamsKinesis(cfg aws.Config, streams streamsReader, streamARN string, 
 
 // streamsAdapter answers Kinesis read operations from one DynamoDB stream.
 type streamsAdapter struct {
-	streams   streamsReader
+	streams   StreamsReader
 	streamARN string
 }
 
@@ -110,9 +106,8 @@ func (a *streamsAdapter) addTo(stack *middleware.Stack) error {
 
 // handle answers the operation without calling next: no request is sent.
 func (a *streamsAdapter) handle(ctx context.Context, in middleware.InitializeInput, _ middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
-	ctx, cancel := context.WithTimeout(ctx, streamsCallTimeout)
-	defer cancel()
-
+	// ctx carries the one per-call timeout (withCallTimeout, installed
+	// before the adapter by NewStreamsWorker).
 	var (
 		result any
 		err    error
@@ -273,10 +268,10 @@ func (a *streamsAdapter) getRecords(ctx context.Context, in *kinesis.GetRecordsI
 }
 
 // kinesisRecord converts one stream record whose Dynamodb part is present.
-// A conversion failure is carried in the record (streamChange.Error) rather
+// A conversion failure is carried in the record (Change.Error) rather
 // than failing the read, which would stall the shard on it forever.
 func kinesisRecord(r stypes.Record) ktypes.Record {
-	change := streamChange{EventName: string(r.EventName)}
+	change := Change{EventName: string(r.EventName)}
 	if len(r.Dynamodb.NewImage) > 0 {
 		img, err := imageJSON(r.Dynamodb.NewImage)
 		if err != nil {
@@ -288,7 +283,7 @@ func kinesisRecord(r stypes.Record) ktypes.Record {
 	data, err := json.Marshal(change)
 	if err != nil {
 		// Unreachable (NewImage came from json.Marshal), but never drop the record.
-		data, _ = json.Marshal(streamChange{EventName: change.EventName, Error: "marshal stream change: " + err.Error()})
+		data, _ = json.Marshal(Change{EventName: change.EventName, Error: "marshal stream change: " + err.Error()})
 	}
 	return ktypes.Record{
 		Data:                        data,

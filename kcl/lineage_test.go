@@ -1,4 +1,4 @@
-package pipeline
+package kcl
 
 import (
 	"context"
@@ -475,7 +475,7 @@ func (p *recordingProcessor) Initialize(in *kcl.InitializationInput) { p.shard =
 
 func (p *recordingProcessor) ProcessRecords(in *kcl.ProcessRecordsInput) {
 	for _, r := range in.Records {
-		_, err := decodeChange(r.Data)
+		_, err := DecodeChange(r.Data)
 		p.rec.add(processed{p.shard, aws.ToString(r.SequenceNumber)}, err)
 	}
 	if n := len(in.Records); n > 0 {

@@ -1,4 +1,4 @@
-package pipeline
+package kcl
 
 import (
 	"context"
@@ -21,7 +21,7 @@ type fakeHandler struct {
 	fail    bool
 }
 
-func (h *fakeHandler) handle(ctx context.Context, shardID string, records []types.Record) error {
+func (h *fakeHandler) Handle(ctx context.Context, shardID string, records []types.Record) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.fail {
@@ -75,8 +75,8 @@ func TestProcessorCheckpoints(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := &fakeHandler{}
-			w := newWorker(WorkerConfig{Name: "test", Stream: "s", Region: "us-east-1", WorkerID: "w"},
-				newKCLConfig(WorkerConfig{Name: "test", Stream: "s", Region: "us-east-1", WorkerID: "w"}, zap.NewNop()),
+			w := newWorker(Config{Name: "test", Stream: "s", Region: "us-east-1", WorkerID: "w"},
+				newKCLConfig(Config{Name: "test", Stream: "s", Region: "us-east-1", WorkerID: "w"}, zap.NewNop()),
 				nil, nil, h, zap.NewNop())
 			p := &processor{w: w}
 			p.Initialize(&kcl.InitializationInput{ShardId: "shard-1", ExtendedSequenceNumber: &kcl.ExtendedSequenceNumber{}})

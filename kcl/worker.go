@@ -1,4 +1,11 @@
-package pipeline
+// Package kcl runs record handlers over streams with leases: it is
+// fanout's only user of vmware-go-kcl-v2. It holds the worker settings,
+// the DynamoDB-Streams-as-Kinesis adapter (streams.go), the gate that keeps
+// a child shard from being read before its parent is finished
+// (lineage.go), and the routing of KCL's logs into zap (log.go). Callers
+// give it a Handler; it gives the handler each shard's batches in order
+// and checkpoints a batch only once the handler says it is durable.
+package kcl
 
 import (
 	"context"
@@ -17,8 +24,9 @@ import (
 	"github.com/vmware/vmware-go-kcl-v2/clientlibrary/config"
 	kcl "github.com/vmware/vmware-go-kcl-v2/clientlibrary/interfaces"
 	"github.com/vmware/vmware-go-kcl-v2/clientlibrary/worker"
-	kcllogger "github.com/vmware/vmware-go-kcl-v2/logger"
 	"go.uber.org/zap"
+
+	"github.com/fanout/fanout/internal/backoff"
 )
 
 // KCL settings. vmware-go-kcl-v2's defaults suit batch jobs, not a service
@@ -75,14 +83,18 @@ func withCallTimeout(stack *middleware.Stack) error {
 // leases after in-flight batches are abandoned.
 const stopMargin = 3 * time.Second
 
-// batchHandler makes one shard batch durable downstream; it returns an
-// error only when ctx is cancelled first. Aggregator and Publisher satisfy it.
-type batchHandler interface {
-	handle(ctx context.Context, shardID string, records []types.Record) error
+// Handler makes one shard batch durable downstream. Handle is called with
+// one shard's batches one at a time, in shard order, and from several
+// shards at once; it returns nil once every record is handled durably (or
+// set aside), and an error only when ctx is cancelled first, in which case
+// nothing of the batch is checkpointed and the shard's next owner reads it
+// again. Records of a DynamoDB stream carry a Change (see DecodeChange).
+type Handler interface {
+	Handle(ctx context.Context, shardID string, records []types.Record) error
 }
 
-// WorkerConfig names one KCL application.
-type WorkerConfig struct {
+// Config names one KCL application.
+type Config struct {
 	// Name is the KCL application name and its lease table.
 	Name string
 	// Stream is what KCL reads: the Kinesis stream name, or the DynamoDB
@@ -94,11 +106,11 @@ type WorkerConfig struct {
 
 // Worker runs one KCL worker and feeds its shards' batches to a handler.
 type Worker struct {
-	cfg     WorkerConfig
+	cfg     Config
 	kclCfg  *config.KinesisClientLibConfiguration
 	kc      *kinesis.Client
 	cp      checkpoint.Checkpointer
-	handler batchHandler
+	handler Handler
 	log     *zap.Logger
 
 	// lagMessage, when set, is logged with the shard's lag at most every
@@ -113,7 +125,7 @@ type Worker struct {
 }
 
 // newKCLConfig returns the KCL configuration shared by both workers.
-func newKCLConfig(cfg WorkerConfig, log *zap.Logger) *config.KinesisClientLibConfiguration {
+func newKCLConfig(cfg Config, log *zap.Logger) *config.KinesisClientLibConfiguration {
 	return config.NewKinesisClientLibConfig(cfg.Name, cfg.Stream, cfg.Region, cfg.WorkerID).
 		WithTableName(cfg.Name).
 		WithInitialPositionInStream(config.TRIM_HORIZON).
@@ -136,26 +148,28 @@ func leaseClient(db *dynamodb.Client) *dynamodb.Client {
 
 // newWorker builds a Worker whose KCL reads through kc (built by the
 // caller with the lineage gate installed) and keeps leases in db.
-func newWorker(cfg WorkerConfig, kclCfg *config.KinesisClientLibConfiguration, kc *kinesis.Client, cp checkpoint.Checkpointer, h batchHandler, log *zap.Logger) *Worker {
+func newWorker(cfg Config, kclCfg *config.KinesisClientLibConfiguration, kc *kinesis.Client, cp checkpoint.Checkpointer, h Handler, log *zap.Logger) *Worker {
 	kclCfg.ParentShardPollIntervalMillis = parentPollMillis
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Worker{cfg: cfg, kclCfg: kclCfg, kc: kc, cp: cp, handler: h, log: log.With(zap.String("worker", cfg.Name)), procCtx: ctx, procCancel: cancel}
 }
 
-// NewAggregatorWorker returns the worker that reads the Kinesis stream
-// through kc into agg. Leases live in the table cfg.Name.
-func NewAggregatorWorker(cfg WorkerConfig, kc *kinesis.Client, leases *dynamodb.Client, agg *Aggregator, log *zap.Logger) *Worker {
+// NewKinesisWorker returns the worker that reads the Kinesis stream
+// cfg.Stream through kc into h. Leases live in the table cfg.Name.
+func NewKinesisWorker(cfg Config, kc *kinesis.Client, leases *dynamodb.Client, h Handler, log *zap.Logger) *Worker {
 	kclCfg := newKCLConfig(cfg, log)
 	cp := checkpoint.NewDynamoCheckpoint(kclCfg).WithDynamoDB(leaseClient(leases))
 	gated := kinesis.New(kc.Options(), func(o *kinesis.Options) {
 		o.APIOptions = append(o.APIOptions, gateChildren(checkpointFinished(cp)), withCallTimeout)
 	})
-	return newWorker(cfg, kclCfg, gated, cp, agg, log)
+	return newWorker(cfg, kclCfg, gated, cp, h, log)
 }
 
-// NewPublisherWorker returns the worker that reads SubscriberEvents'
-// DynamoDB stream (cfg.Stream is its ARN) through streams into pub.
-func NewPublisherWorker(cfg WorkerConfig, awsCfg aws.Config, streams streamsReader, leases *dynamodb.Client, pub *Publisher, log *zap.Logger) *Worker {
+// NewStreamsWorker returns the worker that reads a table's DynamoDB stream
+// (cfg.Stream is its ARN) through streams into h. Each record's Data is a
+// Change. Every read reaches h, empty ones too, so that the lag line keeps
+// coming while idle. Leases live in the table cfg.Name.
+func NewStreamsWorker(cfg Config, awsCfg aws.Config, streams StreamsReader, leases *dynamodb.Client, h Handler, log *zap.Logger) *Worker {
 	kclCfg := newKCLConfig(cfg, log)
 	cp := checkpoint.NewDynamoCheckpoint(kclCfg).WithDynamoDB(leaseClient(leases))
 	kc := newStreamsKinesis(awsCfg, streams, cfg.Stream, func(o *kinesis.Options) {
@@ -164,7 +178,7 @@ func NewPublisherWorker(cfg WorkerConfig, awsCfg aws.Config, streams streamsRead
 	// Empty reads reach the processor too, so the lag line keeps coming
 	// when idle and its absence means a stuck publisher.
 	kclCfg.WithCallProcessRecordsEvenForEmptyRecordList(true)
-	w := newWorker(cfg, kclCfg, kc, cp, pub, log)
+	w := newWorker(cfg, kclCfg, kc, cp, h, log)
 	w.lagMessage = "publisher lag"
 	return w
 }
@@ -241,7 +255,7 @@ func (p *processor) ProcessRecords(in *kcl.ProcessRecordsInput) {
 	if len(in.Records) == 0 || p.abandoned {
 		return
 	}
-	if err := p.w.handler.handle(p.w.procCtx, p.shardID, in.Records); err != nil {
+	if err := p.w.handler.Handle(p.w.procCtx, p.shardID, in.Records); err != nil {
 		// Stopping: leave the batch unacknowledged for the next owner.
 		p.abandoned = true
 		p.w.log.Warn("batch abandoned; the next owner replays it", zap.String("shard_id", p.shardID), zap.Error(err))
@@ -254,7 +268,7 @@ func (p *processor) ProcessRecords(in *kcl.ProcessRecordsInput) {
 		p.w.log.Warn("checkpoint failed", zap.String("shard_id", p.shardID), zap.String("seq", aws.ToString(last)), zap.Error(err))
 	}
 	if in.CacheEntryTime != nil { // when KCL started the read that returned this batch
-		sleep(p.w.procCtx, time.Until(in.CacheEntryTime.Add(readInterval)))
+		backoff.Sleep(p.w.procCtx, time.Until(in.CacheEntryTime.Add(readInterval)))
 	}
 }
 
@@ -296,24 +310,6 @@ func (p *processor) Shutdown(in *kcl.ShutdownInput) {
 			return
 		}
 		p.w.log.Warn("checkpoint shard end failed, retrying", zap.String("shard_id", p.shardID), zap.Error(err))
-		sleep(p.w.procCtx, backoff(attempt))
+		backoff.Sleep(p.w.procCtx, backoff.Delay(attempt))
 	}
-}
-
-// kclLogger routes KCL's logs to zap. Unlike KCL's own adapters it never
-// exits or panics: Fatalf and Panicf log at error.
-type kclLogger struct{ s *zap.SugaredLogger }
-
-func (l kclLogger) Debugf(f string, a ...any) { l.s.Debugf(f, a...) }
-func (l kclLogger) Infof(f string, a ...any)  { l.s.Debugf(f, a...) } // KCL is chatty at info
-func (l kclLogger) Warnf(f string, a ...any)  { l.s.Warnf(f, a...) }
-func (l kclLogger) Errorf(f string, a ...any) { l.s.Errorf(f, a...) }
-func (l kclLogger) Fatalf(f string, a ...any) { l.s.Errorf(f, a...) }
-func (l kclLogger) Panicf(f string, a ...any) { l.s.Errorf(f, a...) }
-func (l kclLogger) WithFields(fields kcllogger.Fields) kcllogger.Logger {
-	args := make([]any, 0, 2*len(fields))
-	for k, v := range fields {
-		args = append(args, k, v)
-	}
-	return kclLogger{l.s.With(args...)}
 }

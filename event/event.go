@@ -1,4 +1,10 @@
-package pipeline
+// Package event says what a fanout event is and what an agent receives
+// for it: the Event a producer publishes (posted to the API or put straight
+// into Kinesis) with the rules and limits every event follows, the Kinesis
+// record format that carries events, and the SQS message body delivered to
+// each subscriber. server, pipeline and store all use it; it uses nothing
+// of theirs.
+package event
 
 import (
 	"bytes"
@@ -9,27 +15,27 @@ import (
 	"unicode/utf8"
 )
 
-// ErrUnavailable means Kinesis did not take the events after retries; the
-// caller should answer 503 and the producer may retry.
+// ErrUnavailable means the event stream did not take the events after
+// retries; the caller should answer 503 and the producer may retry.
 var ErrUnavailable = errors.New("event stream unavailable")
 
-// ErrEventTooLarge means an event is larger than MaxEventBytes.
-var ErrEventTooLarge = errors.New("event too large")
+// ErrTooLarge means an event is larger than MaxBytes.
+var ErrTooLarge = errors.New("event too large")
 
 // Limits of one event, the same whether it is posted to the API or put
 // straight into Kinesis.
 const (
-	// MaxEventBytes bounds an event's JSON encoding: it must fit, with the
+	// MaxBytes bounds an event's JSON encoding: it must fit, with the
 	// delivery fields, in one SQS message (256 KiB) and, with its keys, in
 	// one DynamoDB item (400 KB).
-	MaxEventBytes = 250 << 10
+	MaxBytes = 250 << 10
 	// MaxAgentIDLen is the Kinesis partition key limit (agentId is it).
 	MaxAgentIDLen = 256
-	// MaxEventTypeLen bounds eventType (characters), keeping it a label.
-	MaxEventTypeLen = 256
-	// MaxEventIDLen bounds an eventId: it is part of the SubscriberEvents
+	// MaxTypeLen bounds eventType (characters), keeping it a label.
+	MaxTypeLen = 256
+	// MaxIDLen bounds an eventId: it is part of the SubscriberEvents
 	// sort key (1 KiB at most) and of dead-letter ids.
-	MaxEventIDLen = 128
+	MaxIDLen = 128
 )
 
 // Event is a producer event as carried in a Kinesis record's data. Records
@@ -51,9 +57,9 @@ type Receipt struct {
 }
 
 // Normalize checks e against the limits above and rewrites its timestamp
-// in TimestampLayout (an empty one becomes now). An empty EventID is
+// in TimeLayout (an empty one becomes now). An empty EventID is
 // allowed (the caller assigns one); a missing Data becomes null. The error
-// says what to fix; it wraps ErrEventTooLarge when e is too large.
+// says what to fix; it wraps ErrTooLarge when e is too large.
 func (e *Event) Normalize(now time.Time) error {
 	switch {
 	case e.AgentID == "":
@@ -62,10 +68,10 @@ func (e *Event) Normalize(now time.Time) error {
 		return fmt.Errorf("agentId is longer than %d bytes, the Kinesis partition key limit", MaxAgentIDLen)
 	case e.EventType == "":
 		return errors.New("eventType is required")
-	case utf8.RuneCountInString(e.EventType) > MaxEventTypeLen:
-		return fmt.Errorf("eventType must be at most %d characters", MaxEventTypeLen)
-	case e.EventID != "" && !validEventID(e.EventID):
-		return fmt.Errorf("eventId must be 1 to %d characters of A-Z a-z 0-9 . _ : -", MaxEventIDLen)
+	case utf8.RuneCountInString(e.EventType) > MaxTypeLen:
+		return fmt.Errorf("eventType must be at most %d characters", MaxTypeLen)
+	case e.EventID != "" && !ValidID(e.EventID):
+		return fmt.Errorf("eventId must be 1 to %d characters of A-Z a-z 0-9 . _ : -", MaxIDLen)
 	}
 	ts, err := NormalizeTimestamp(e.Timestamp, now)
 	if err != nil {
@@ -85,25 +91,26 @@ func (e *Event) Normalize(now time.Time) error {
 	if err != nil {
 		return fmt.Errorf("data cannot be encoded: %v", err)
 	}
-	if len(enc) > MaxEventBytes {
-		return fmt.Errorf("%w: %d bytes encoded, at most %d: make data smaller", ErrEventTooLarge, len(enc), MaxEventBytes)
+	if len(enc) > MaxBytes {
+		return fmt.Errorf("%w: %d bytes encoded, at most %d: make data smaller", ErrTooLarge, len(enc), MaxBytes)
 	}
 	return nil
 }
 
-// TimestampLayout is how fanout writes event timestamps: RFC 3339 in UTC
-// with exactly milliseconds, so they sort as strings.
-const TimestampLayout = "2006-01-02T15:04:05.000Z"
+// TimeLayout is how fanout writes times (event timestamps, and the
+// times the API shows and the store keeps): RFC 3339 in UTC with exactly
+// milliseconds, so they sort as strings.
+const TimeLayout = "2006-01-02T15:04:05.000Z"
 
 // NormalizeTimestamp parses an RFC 3339 timestamp (any offset, any
-// precision) and rewrites it in TimestampLayout, truncating finer
+// precision) and rewrites it in TimeLayout, truncating finer
 // precision; an empty one becomes now (the zero time means time.Now).
 func NormalizeTimestamp(ts string, now time.Time) (string, error) {
 	if ts == "" {
 		if now.IsZero() {
 			now = time.Now()
 		}
-		return now.UTC().Format(TimestampLayout), nil
+		return now.UTC().Format(TimeLayout), nil
 	}
 	t, err := time.Parse(time.RFC3339Nano, ts)
 	if err != nil {
@@ -112,12 +119,12 @@ func NormalizeTimestamp(ts string, now time.Time) (string, error) {
 	if y := t.UTC().Year(); y < 0 || y > 9999 {
 		return "", fmt.Errorf("timestamp must fall in the years 0000 to 9999 once in UTC (got %q)", ts)
 	}
-	return t.UTC().Format(TimestampLayout), nil
+	return t.UTC().Format(TimeLayout), nil
 }
 
-// validEventID reports whether s may be an eventId.
-func validEventID(s string) bool {
-	if len(s) == 0 || len(s) > MaxEventIDLen {
+// ValidID reports whether s may be an eventId.
+func ValidID(s string) bool {
+	if len(s) == 0 || len(s) > MaxIDLen {
 		return false
 	}
 	for _, c := range []byte(s) {

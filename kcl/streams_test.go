@@ -1,4 +1,4 @@
-package pipeline
+package kcl
 
 import (
 	"bytes"
@@ -183,9 +183,9 @@ func TestStreamsKinesisReadsTableStream(t *testing.T) {
 		if r.ApproximateArrivalTimestamp == nil {
 			t.Errorf("record %d: no arrival timestamp", i)
 		}
-		change, err := decodeChange(r.Data)
+		change, err := DecodeChange(r.Data)
 		if err != nil {
-			t.Fatalf("record %d: decodeChange: %v", i, err)
+			t.Fatalf("record %d: DecodeChange: %v", i, err)
 		}
 		if change.EventName != "INSERT" {
 			t.Errorf("record %d: event %s, want INSERT", i, change.EventName)
@@ -243,7 +243,7 @@ func TestStreamsKinesisReadsTableStream(t *testing.T) {
 	if len(after) != 1 {
 		t.Fatalf("LATEST: got %d records, want only the write after it", len(after))
 	}
-	change, err := decodeChange(after[0].Data)
+	change, err := DecodeChange(after[0].Data)
 	if err != nil || change.EventName != "MODIFY" {
 		t.Errorf("LATEST: change %+v (%v), want a MODIFY", change, err)
 	}
@@ -310,7 +310,7 @@ func TestStreamsKinesisRejects(t *testing.T) {
 	}
 }
 
-// funcStreams is a streamsReader answering from functions, for what the
+// funcStreams is a StreamsReader answering from functions, for what the
 // emulator cannot do (errors, closed shards, pagination); a nil function
 // fails the call.
 type funcStreams struct {
@@ -461,9 +461,9 @@ func TestStreamsKinesisShardEnd(t *testing.T) {
 		if len(out.Records) != 1 || out.NextShardIterator != nil || out.MillisBehindLatest == nil {
 			t.Fatalf("GetRecords: %d records, next %v, lag %v; want 1 record, no next iterator, a lag", len(out.Records), out.NextShardIterator, out.MillisBehindLatest)
 		}
-		change, err := decodeChange(out.Records[0].Data)
+		change, err := DecodeChange(out.Records[0].Data)
 		if err != nil || change.EventName != "REMOVE" || change.NewImage != nil {
-			t.Errorf("decodeChange: %+v, %v; want a REMOVE without image", change, err)
+			t.Errorf("DecodeChange: %+v, %v; want a REMOVE without image", change, err)
 		}
 	})
 	t.Run("no iterator past the end", func(t *testing.T) {
@@ -570,17 +570,17 @@ func TestDecodeChange(t *testing.T) {
 	tests := []struct {
 		name    string
 		data    string
-		want    streamChange
+		want    Change
 		wantErr string
 	}{
-		{"insert", `{"eventName":"INSERT","newImage":{"a":1}}`, streamChange{EventName: "INSERT", NewImage: json.RawMessage(`{"a":1}`)}, ""},
-		{"remove", `{"eventName":"REMOVE"}`, streamChange{EventName: "REMOVE"}, ""},
-		{"not json", `{"eventName":`, streamChange{}, "decode stream change"},
-		{"no event name", `{"newImage":{}}`, streamChange{}, "eventName is missing"},
-		{"unconvertible image", `{"eventName":"INSERT","error":"bad number"}`, streamChange{}, "bad number"},
+		{"insert", `{"eventName":"INSERT","newImage":{"a":1}}`, Change{EventName: "INSERT", NewImage: json.RawMessage(`{"a":1}`)}, ""},
+		{"remove", `{"eventName":"REMOVE"}`, Change{EventName: "REMOVE"}, ""},
+		{"not json", `{"eventName":`, Change{}, "decode stream change"},
+		{"no event name", `{"newImage":{}}`, Change{}, "eventName is missing"},
+		{"unconvertible image", `{"eventName":"INSERT","error":"bad number"}`, Change{}, "bad number"},
 	}
 	for _, tc := range tests {
-		got, err := decodeChange([]byte(tc.data))
+		got, err := DecodeChange([]byte(tc.data))
 		if tc.wantErr != "" {
 			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 				t.Errorf("%s: got error %v, want one mentioning %q", tc.name, err, tc.wantErr)

@@ -1,0 +1,37 @@
+package event
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+)
+
+// Message is the body of the SQS message a subscriber receives for one
+// event: the event and what the agent needs to process it idempotently.
+// EventID is the same for every subscriber and on every redelivery.
+type Message struct {
+	EventID      string          `json:"eventId"`
+	AgentID      string          `json:"agentId"` // the producer
+	SubscriberID string          `json:"subscriberId"`
+	Timestamp    string          `json:"timestamp"`
+	EventType    string          `json:"eventType"`
+	Data         json.RawMessage `json:"data"`
+}
+
+// NewMessage is the message subscriberID receives for e.
+func NewMessage(e Event, subscriberID string) Message {
+	if len(e.Data) == 0 {
+		e.Data = json.RawMessage("null")
+	}
+	return Message{EventID: e.EventID, AgentID: e.AgentID, SubscriberID: subscriberID, Timestamp: e.Timestamp, EventType: e.EventType, Data: e.Data}
+}
+
+// DeduplicationID is the SQS MessageDeduplicationId of an event: derived
+// from the producer and eventId only, so every re-send of the event to a
+// queue (replay after a crash, retry) is dropped by SQS within its
+// five-minute window. The hash keeps producer-chosen ids within SQS's
+// 128-character alphabet and keeps two producers' ids apart.
+func DeduplicationID(producerID, eventID string) string {
+	sum := sha256.Sum256([]byte(producerID + "\x00" + eventID))
+	return hex.EncodeToString(sum[:])
+}
