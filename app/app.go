@@ -77,6 +77,7 @@ func New(ctx context.Context, cfg Config, awsCfg aws.Config, log *zap.Logger) (*
 		Subscribers:      cfg.SubscribersTable,
 		SubscriberEvents: cfg.SubscriberEventsTable,
 		DeadLetters:      cfg.DeadLettersTable,
+		EventIDs:         cfg.EventIDsTable,
 	}, account)
 
 	if cfg.CreateResources {
@@ -87,6 +88,9 @@ func New(ctx context.Context, cfg Config, awsCfg aws.Config, log *zap.Logger) (*
 		if err := pipeline.EnsureStream(ctx, kc, cfg.Stream, cfg.StreamShards); err != nil {
 			return nil, err
 		}
+	}
+	if err := checkResources(ctx, cfg, st, kc); err != nil {
+		return nil, err
 	}
 	streamARN, err := st.StreamARN(ctx)
 	if err != nil {
@@ -176,7 +180,10 @@ func (r *readiness) Ready(ctx context.Context) error {
 // from it.
 func callerAccount(ctx context.Context, c *sts.Client, region string) (store.Account, error) {
 	out, err := c.GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
-	if err != nil {
+	switch {
+	case err != nil && unreachable(err):
+		return store.Account{}, fmt.Errorf("cannot reach AWS (sts:GetCallerIdentity): check AWS_ENDPOINT_URL and the network: %w", err)
+	case err != nil:
 		return store.Account{}, fmt.Errorf("cannot identify the AWS account (sts:GetCallerIdentity): check credentials: %w", err)
 	}
 	caller, err := arn.Parse(aws.ToString(out.Arn))

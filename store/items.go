@@ -22,6 +22,7 @@ import (
 const (
 	codeConditionalCheckFailed     = "ConditionalCheckFailedException"
 	codeResourceInUse              = "ResourceInUseException"
+	codeResourceNotFound           = "ResourceNotFoundException"
 	codeQueueDoesNotExist          = "QueueDoesNotExist"
 	codeQueueDoesNotExistLegacy    = "AWS.SimpleQueueService.NonExistentQueue"
 	codeQueueDeletedRecently       = "QueueDeletedRecently"
