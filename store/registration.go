@@ -164,23 +164,15 @@ func (r registrar) register(ctx context.Context, resourceARN string) (Agent, err
 // reports whether it did. When the write fails otherwise it may still have
 // landed, so the claim is released again before the error is returned.
 func (r registrar) claim(ctx context.Context, id, resourceARN, token string) (bool, error) {
-	_, err := r.db.PutItem(ctx, &dynamodb.PutItemInput{
-		TableName: aws.String(r.table),
-		Item: map[string]types.AttributeValue{
-			attrAgentID:     attrS(id),
-			attrResourceARN: attrS(resourceARN),
-			attrStatus:      attrS(statusPending),
-			attrClaim:       attrS(token),
-			attrClaimedAt:   attrS(formatTime(r.now())),
-		},
-		ConditionExpression:      aws.String("attribute_not_exists(#id)"),
-		ExpressionAttributeNames: map[string]string{"#id": attrAgentID},
-	})
-	switch {
-	case err == nil:
-		return true, nil
-	case hasCode(err, codeConditionalCheckFailed):
-		return false, nil
+	won, err := putIfAbsent(ctx, r.db, r.table, map[string]types.AttributeValue{
+		attrAgentID:     attrS(id),
+		attrResourceARN: attrS(resourceARN),
+		attrStatus:      attrS(statusPending),
+		attrClaim:       attrS(token),
+		attrClaimedAt:   attrS(formatTime(r.now())),
+	}, attrAgentID)
+	if err == nil {
+		return won, nil
 	}
 	err = fmt.Errorf("register agent %s: claim it in table %s: %w", id, r.table, err)
 	cctx, cancel := compensationContext(ctx)
