@@ -65,4 +65,3 @@ func ServiceFaultCode(code string) bool {
 	}
 	return false
 }
-
