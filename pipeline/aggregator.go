@@ -68,19 +68,28 @@ type Aggregator struct {
 	log    *zap.Logger
 }
 
-// NewAggregator returns an Aggregator over the store's tables.
-func NewAggregator(subs subscriberLister, agents agentGetter, events eventWriter, dead deadLetterer, log *zap.Logger) *Aggregator {
+// AggregatorDeps is what an Aggregator reads and writes. *store.Store
+// serves every field; tests give wrappers that fail on purpose.
+type AggregatorDeps struct {
+	Subscribers subscriberLister
+	Agents      agentGetter
+	Events      eventWriter
+	DeadLetters deadLetterer
+}
+
+// NewAggregator returns an Aggregator over deps.
+func NewAggregator(deps AggregatorDeps, log *zap.Logger) *Aggregator {
 	return &Aggregator{
-		subs: newTTLCache(SubscriptionTTL, cacheEntries, subs.Subscribers),
+		subs: newTTLCache(SubscriptionTTL, cacheEntries, deps.Subscribers.Subscribers),
 		known: newTTLCache(SubscriptionTTL, cacheEntries, func(ctx context.Context, id string) (bool, error) {
-			_, err := agents.Agent(ctx, id)
+			_, err := deps.Agents.Agent(ctx, id)
 			if errors.Is(err, store.ErrNotFound) {
 				return false, nil
 			}
 			return err == nil, err
 		}),
-		events: events,
-		dead:   &deadLetters{store: dead, stage: "aggregator", log: log},
+		events: deps.Events,
+		dead:   &deadLetters{store: deps.DeadLetters, stage: "aggregator", log: log},
 		log:    log,
 	}
 }
@@ -110,7 +119,8 @@ func (a *Aggregator) Handle(ctx context.Context, shardID string, records []types
 				return err
 			}, a.log, "write subscriber event", zap.String("subscriber_id", sub), zap.String("event_id", e.EventID))
 			if errors.Is(err, store.ErrRejected) {
-				err = a.dead.putLetter(ctx, rejectedEvent(e, err))
+				data, _ := json.Marshal(e.Event) // cannot fail: the event was parsed from JSON
+				err = a.dead.putEvent(ctx, e, e.ShardID, e.Seq, data, "SubscriberEvents refused the item for subscriber "+sub+": "+err.Error())
 			}
 			if err != nil {
 				return err
@@ -181,18 +191,4 @@ func subscribedAt(sub store.Subscription, arrival time.Time) bool {
 		}
 	}
 	return sub.DeletedAt.IsZero() || arrival.Before(sub.DeletedAt.Add(arrivalSlack))
-}
-
-// rejectedEvent is the dead letter of an item SubscriberEvents refused.
-func rejectedEvent(e store.SubscriberEvent, err error) store.DeadLetter {
-	data, _ := json.Marshal(e.Event)
-	return store.DeadLetter{
-		ID:      "aggregator/" + e.SubscriberID + "/" + e.AgentID + "/" + e.EventID,
-		Stage:   "aggregator",
-		Reason:  "SubscriberEvents refused the item for subscriber " + e.SubscriberID + ": " + err.Error(),
-		ShardID: e.ShardID,
-		Seq:     e.Seq,
-		Data:    data,
-		At:      time.Now().UTC(),
-	}
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
@@ -25,10 +24,6 @@ const (
 	maxBatchBytes = 256 << 10
 )
 
-// queueCacheTTL: an agent's queue URL never changes (agents are never
-// deleted), so it is cached long; a missing queue drops the entry at once.
-const queueCacheTTL = 10 * time.Minute
-
 // messageSender is satisfied by *store.Store: one SendMessageBatch call,
 // returning its per-entry failures; store.ErrQueueMissing when the queue
 // does not exist.
@@ -40,22 +35,28 @@ type messageSender interface {
 // FIFO queue. It is safe for concurrent use by the record processors of
 // several shards.
 type Publisher struct {
-	queues *ttlCache[string]
+	// agents finds a subscriber's queue before each send: *store.Store
+	// remembers found agents (they never change), so that costs no call.
+	agents agentGetter
 	sender messageSender
 	dead   *deadLetters
 	log    *zap.Logger
 }
 
-// NewPublisher returns a Publisher sending through sender to the queues
-// of agents.
-func NewPublisher(agents agentGetter, sender messageSender, dead deadLetterer, log *zap.Logger) *Publisher {
+// PublisherDeps is what a Publisher reads and writes. *store.Store serves
+// every field; tests give wrappers that fail on purpose.
+type PublisherDeps struct {
+	Agents      agentGetter
+	Queues      messageSender
+	DeadLetters deadLetterer
+}
+
+// NewPublisher returns a Publisher over deps.
+func NewPublisher(deps PublisherDeps, log *zap.Logger) *Publisher {
 	return &Publisher{
-		queues: newTTLCache(queueCacheTTL, cacheEntries, func(ctx context.Context, id string) (string, error) {
-			a, err := agents.Agent(ctx, id)
-			return a.QueueURL, err
-		}),
-		sender: sender,
-		dead:   &deadLetters{store: dead, stage: "publisher", log: log},
+		agents: deps.Agents,
+		sender: deps.Queues,
+		dead:   &deadLetters{store: deps.DeadLetters, stage: "publisher", log: log},
 		log:    log,
 	}
 }
@@ -134,7 +135,8 @@ func (p *Publisher) send(ctx context.Context, log *zap.Logger, shardID, sub stri
 		byID[m.ID] = events[i]
 	}
 	for attempt := 0; len(msgs) > 0; attempt++ {
-		url, err := p.queues.get(ctx, sub)
+		agent, err := p.agents.Agent(ctx, sub)
+		url := agent.QueueURL
 		switch {
 		case errors.Is(err, store.ErrNotFound):
 			return p.setAside(ctx, shardID, msgs, byID, fmt.Sprintf("subscriber agent %s does not exist", sub))
@@ -149,7 +151,6 @@ func (p *Publisher) send(ctx context.Context, log *zap.Logger, shardID, sub stri
 		case errors.Is(err, store.ErrQueueMissing):
 			// The queue was deleted under the agent: its events wait in
 			// the dead letters; nobody else's are held up.
-			p.queues.forget(sub)
 			return p.setAside(ctx, shardID, msgs, byID, fmt.Sprintf("queue %s does not exist", url))
 		case errors.Is(err, store.ErrRejected):
 			// SQS refused the call as invalid: resending cannot help.
@@ -217,16 +218,7 @@ func warnOrderHazard(log *zap.Logger, msgs []store.QueueMessage, failed map[stri
 func (p *Publisher) setAside(ctx context.Context, shardID string, msgs []store.QueueMessage, byID map[string]pendingEvent, reason string) error {
 	for _, m := range msgs {
 		pe := byID[m.ID]
-		dl := store.DeadLetter{
-			ID:      "publisher/" + pe.event.SubscriberID + "/" + pe.event.AgentID + "/" + pe.event.EventID,
-			Stage:   "publisher",
-			Reason:  reason,
-			ShardID: shardID,
-			Seq:     pe.seq,
-			Data:    []byte(m.Body),
-			At:      time.Now().UTC(),
-		}
-		if err := p.dead.putLetter(ctx, dl); err != nil {
+		if err := p.dead.putEvent(ctx, pe.event, shardID, pe.seq, []byte(m.Body), reason); err != nil {
 			return err
 		}
 	}
