@@ -59,6 +59,7 @@ type aggregatorFakes struct {
 	subs   *flakySubscribers
 	agents *flakyAgents
 	events *recordingEvents
+	ids    *flakyEventIDs
 	dead   *flakyDeadLetters
 }
 
@@ -71,6 +72,7 @@ func newAggregatorFakes(subs map[string][]store.Subscription, agents ...string) 
 		subs:   &flakySubscribers{Store: st},
 		agents: &flakyAgents{Store: st},
 		events: &recordingEvents{Store: st},
+		ids:    &flakyEventIDs{Store: st},
 		dead:   &flakyDeadLetters{Store: st},
 	}
 }
@@ -83,7 +85,7 @@ func newTestAggregator(t *testing.T, f aggregatorFakes, log *zap.Logger) *Aggreg
 	if log == nil {
 		log = zaptest.NewLogger(t, zaptest.Level(zapcore.ErrorLevel))
 	}
-	return NewAggregator(AggregatorDeps{Subscribers: f.subs, Agents: f.agents, Events: f.events, DeadLetters: f.dead}, log)
+	return NewAggregator(AggregatorDeps{Subscribers: f.subs, Agents: f.agents, Events: f.events, EventIDs: f.ids, DeadLetters: f.dead}, log)
 }
 
 // defaultAggregatorFakes: producer P followed by s1 and s2, Q by s2 only,
@@ -383,10 +385,13 @@ func TestAggregatorReplay(t *testing.T) {
 	f := defaultAggregatorFakes()
 	core, logs := observer.New(zapcore.WarnLevel)
 	a := newTestAggregator(t, f, zap.New(core))
+	// Kinesis gives every record its arrival time, which stands in for a
+	// missing timestamp, the same on every replay.
+	arrival := time.Date(2025, 7, 1, 12, 0, 0, 0, time.UTC)
 	records := []types.Record{
-		streamRecord("P", "1", time.Time{}, `{"agentId":"P","eventType":"noId"}`),
-		streamRecord("P", "2", time.Time{}, "garbage"),
-		streamRecord("P", "3", time.Time{}, `[`+eventJSON("P", "")+`,`+eventJSON("P", "")+`]`),
+		streamRecord("P", "1", arrival, `{"agentId":"P","eventType":"noId"}`),
+		streamRecord("P", "2", arrival, "garbage"),
+		streamRecord("P", "3", arrival, `[`+eventJSON("P", "")+`,`+eventJSON("P", "")+`]`),
 	}
 	for i := range 2 {
 		if err := a.Handle(boundedCtx(t), "shardId-1", records); err != nil {

@@ -2,7 +2,6 @@ package pipeline
 
 import (
 	"context"
-	"errors"
 	"strings"
 	"time"
 
@@ -21,6 +20,7 @@ type deadLetterer interface {
 type deadLetters struct {
 	store deadLetterer
 	stage string
+	watch *Watchdog
 	log   *zap.Logger
 }
 
@@ -57,11 +57,11 @@ func (d *deadLetters) letter(key []string, shardID, seq, reason string, data []b
 // only when ctx is cancelled.
 func (d *deadLetters) putLetter(ctx context.Context, dl store.DeadLetter) error {
 	var created bool
-	err := retry(ctx, func() (err error) {
+	err := d.watch.retry(ctx, dl.ShardID, func() (err error) {
 		created, err = d.store.PutDeadLetter(ctx, dl)
 		return err
-	}, d.log, "write dead letter", zap.String("dead_letter_id", dl.ID))
-	if errors.Is(err, store.ErrRejected) {
+	}, "write dead letter", zap.String("dead_letter_id", dl.ID))
+	if gaveUp(err) {
 		// Nowhere left to put it: the log line is all that remains.
 		d.log.Error("dead letter refused; record skipped", zap.String("stage", dl.Stage), zap.String("dead_letter_id", dl.ID),
 			zap.String("shard_id", dl.ShardID), zap.String("seq", dl.Seq), zap.String("reason", dl.Reason), zap.Error(err))

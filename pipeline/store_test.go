@@ -172,6 +172,24 @@ func (f *recordingEvents) writtenIDs() map[string][]string {
 	return out
 }
 
+// flakyEventIDs is the store's ClaimEventID, counted per eventId. fail,
+// when set, may fail a claim.
+type flakyEventIDs struct {
+	*memstore.Store
+	fail func(c store.EventClaim) error
+	calls
+}
+
+func (f *flakyEventIDs) ClaimEventID(ctx context.Context, c store.EventClaim) (store.EventClaim, error) {
+	f.add(c.EventID)
+	if f.fail != nil {
+		if err := f.fail(c); err != nil {
+			return store.EventClaim{}, err
+		}
+	}
+	return f.Store.ClaimEventID(ctx, c)
+}
+
 // flakyDeadLetters is the store's PutDeadLetter. fail, when set, may fail
 // call n (0-based).
 type flakyDeadLetters struct {

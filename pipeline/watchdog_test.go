@@ -33,16 +33,16 @@ func TestWatchdogRetry(t *testing.T) {
 			}
 			return nil
 		}, 4, func(err error) bool { return err == nil }},
-		{"rejected at once", func(int) error { return fmt.Errorf("put: %w", store.ErrRejected) }, 1, setAside},
+		{"rejected at once", func(int) error { return fmt.Errorf("put: %w", store.ErrRejected) }, 1, gaveUp},
 		{"own fault given up after the bound", func(int) error { return own }, maxEntryAttempts, func(err error) bool {
-			return setAside(err) && strings.Contains(err.Error(), own.Error())
+			return gaveUp(err) && strings.Contains(err.Error(), own.Error())
 		}},
 		{"service faults do not count towards the bound", func(n int) error {
 			if n%2 == 0 {
 				return throttled
 			}
 			return own
-		}, 2 * maxEntryAttempts, setAside},
+		}, 2 * maxEntryAttempts, gaveUp},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {

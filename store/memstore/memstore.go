@@ -32,8 +32,9 @@ type Store struct {
 	subscriptions map[string]map[string]*store.Subscription // producer -> subscriber -> subscription
 	events        map[string][]store.SubscriberEvent        // subscriber -> items in the order created
 	eventKeys     map[eventKey]bool
-	deadLetters   []store.DeadLetter // in the order created
-	queues        map[string]*queue  // by URL
+	deadLetters   []store.DeadLetter             // in the order created
+	queues        map[string]*queue              // by URL
+	eventIDs      map[[2]string]store.EventClaim // (producer, eventId) -> its holder; made on first use
 }
 
 // New returns an empty Store whose clock is now (time.Now when nil). Like

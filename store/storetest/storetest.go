@@ -25,6 +25,7 @@ type Store interface {
 	PutDeadLetter(ctx context.Context, d store.DeadLetter) (created bool, err error)
 	DeadLetters(ctx context.Context) ([]store.DeadLetter, error)
 	SendMessages(ctx context.Context, queueURL string, msgs []store.QueueMessage) ([]store.BatchFailure, error)
+	ClaimEventID(ctx context.Context, c store.EventClaim) (store.EventClaim, error)
 }
 
 // Harness is an implementation under test.
@@ -73,6 +74,9 @@ func Run(t *testing.T, h Harness) {
 		{"SendMessagesInGroupOrder", testSendMessagesInGroupOrder},
 		{"SendMessagesRejects", testSendMessagesRejects},
 		{"SendMessagesQueueMissing", testSendMessagesQueueMissing},
+		{"ClaimEventIDFirstHolds", testClaimEventIDFirstHolds},
+		{"ClaimEventIDConcurrently", testClaimEventIDConcurrently},
+		{"ClaimEventIDRejects", testClaimEventIDRejects},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
