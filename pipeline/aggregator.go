@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -12,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/fanout/fanout/event"
+	"github.com/fanout/fanout/filter"
 	"github.com/fanout/fanout/store"
 )
 
@@ -68,13 +70,23 @@ type eventIDClaimer interface {
 // subscriber of its producer. It is safe for concurrent use by the record
 // processors of several shards.
 type Aggregator struct {
-	subs   *ttlCache[[]store.Subscription]
+	subs   *ttlCache[[]follower]
 	known  *ttlCache[bool]
 	events eventWriter
 	ids    eventIDClaimer
 	dead   *deadLetters
 	watch  *Watchdog
 	log    *zap.Logger
+	// filtered counts the deliveries filters turned away.
+	filtered atomic.Uint64
+	// onFiltered, when set, is told of each (metrics).
+	onFiltered func(producerID, subscriberID string)
+}
+
+// follower is a subscription with its filter parsed.
+type follower struct {
+	store.Subscription
+	filter *filter.Policy // nil: every event
 }
 
 // AggregatorDeps is what an Aggregator reads and writes. *store.Store
@@ -90,8 +102,28 @@ type AggregatorDeps struct {
 // NewAggregator returns an Aggregator over deps.
 func NewAggregator(deps AggregatorDeps, log *zap.Logger) *Aggregator {
 	watch := NewWatchdog(log)
+	followers := func(ctx context.Context, producerID string) ([]follower, error) {
+		subs, err := deps.Subscribers.Subscribers(ctx, producerID)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]follower, len(subs))
+		for i, s := range subs {
+			out[i].Subscription = s
+			if len(s.Filter) == 0 {
+				continue
+			}
+			// The API stores only filters that parse; one that does not
+			// (written by hand) filters nothing rather than losing events.
+			if out[i].filter, err = filter.Parse(s.Filter); err != nil {
+				log.Error("stored filter does not parse; delivering every event", zap.String("producer_id", producerID),
+					zap.String("subscriber_id", s.SubscriberID), zap.Error(err))
+			}
+		}
+		return out, nil
+	}
 	return &Aggregator{
-		subs: newTTLCache(SubscriptionTTL, cacheEntries, deps.Subscribers.Subscribers),
+		subs: newTTLCache(SubscriptionTTL, cacheEntries, followers),
 		known: newTTLCache(SubscriptionTTL, cacheEntries, func(ctx context.Context, id string) (bool, error) {
 			_, err := deps.Agents.Agent(ctx, id)
 			if errors.Is(err, store.ErrNotFound) {
@@ -106,6 +138,16 @@ func NewAggregator(deps AggregatorDeps, log *zap.Logger) *Aggregator {
 		log:    log,
 	}
 }
+
+// Filtered returns how many (event, subscriber) deliveries subscription
+// filters have turned away since the Aggregator was made: each cost no
+// SubscriberEvents write and no SQS message.
+func (a *Aggregator) Filtered() uint64 { return a.filtered.Load() }
+
+// OnFiltered makes the Aggregator call f for each delivery a filter turns
+// away (for metrics). Call it before Handle runs; f must be safe for
+// concurrent use.
+func (a *Aggregator) OnFiltered(f func(producerID, subscriberID string)) { a.onFiltered = f }
 
 // Stuck returns the calls the aggregator has been retrying for longer than
 // StuckAfter.
@@ -134,9 +176,17 @@ func (a *Aggregator) Handle(ctx context.Context, shardID string, records []types
 	perSubscriber := map[string][]store.SubscriberEvent{}
 	var order []string // subscribers in first-seen order, for stable logs
 	for _, f := range batch {
-		for _, s := range f.subs {
+		for _, sub := range f.subs {
+			s := sub.SubscriberID
 			for i, e := range f.events {
 				if f.dropped[i] {
+					continue
+				}
+				if sub.filter != nil && !sub.filter.Match(e.EventType, e.Data) {
+					a.filtered.Add(1)
+					if a.onFiltered != nil {
+						a.onFiltered(e.AgentID, s)
+					}
 					continue
 				}
 				if _, ok := perSubscriber[s]; !ok {
@@ -168,7 +218,7 @@ func (a *Aggregator) Handle(ctx context.Context, shardID string, records []types
 type fanned struct {
 	seq     string
 	events  []event.Event
-	subs    []string // subscriber ids
+	subs    []follower
 	dropped []bool   // per event: a repeat, delivered to no one
 }
 
@@ -190,7 +240,7 @@ func (a *Aggregator) fanOut(ctx context.Context, shardID string, r types.Record)
 		}
 		return err == nil, err
 	}
-	var subs []store.Subscription
+	var subs []follower
 	if ok, err := lookup("list subscribers", func() (err error) {
 		subs, err = a.subs.get(ctx, producer)
 		return err
@@ -213,8 +263,8 @@ func (a *Aggregator) fanOut(ctx context.Context, shardID string, r types.Record)
 	}
 	f := &fanned{seq: seq, events: events, dropped: make([]bool, len(events))}
 	for _, s := range subs {
-		if subscribedAt(s, arrival) {
-			f.subs = append(f.subs, s.SubscriberID)
+		if subscribedAt(s.Subscription, arrival) {
+			f.subs = append(f.subs, s)
 		}
 	}
 	return f, nil

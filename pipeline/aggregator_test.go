@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
 	"slices"
 	"strings"
@@ -515,5 +516,55 @@ func TestAggregatorSetsAsideRejectedItem(t *testing.T) {
 	var ev event.Event
 	if err := json.Unmarshal(letters[0].Data, &ev); err != nil || ev.EventID != "e1" || ev.AgentID != "P" {
 		t.Errorf("dead letter data %s: want the event", letters[0].Data)
+	}
+}
+
+// TestAggregatorFilters: an event a subscription's filter turns away costs
+// that subscriber no write (not even an attempt) and is counted; others
+// subscribers of the same record still get it.
+func TestAggregatorFilters(t *testing.T) {
+	t.Parallel()
+	subs := subscribed("P", "all", "orders", "big")
+	subs[1].Filter = []byte(`{"eventType": [{"prefix": "order."}]}`)
+	subs[2].Filter = []byte(`{"data.total": [{"numeric": [">", 100]}]}`)
+	f := newAggregatorFakes(map[string][]store.Subscription{"P": subs}, "P")
+	var counted sync.Map
+	a := newTestAggregator(t, f, nil)
+	a.OnFiltered(func(producer, sub string) {
+		n, _ := counted.LoadOrStore(producer+"/"+sub, new(int))
+		*n.(*int)++
+	})
+	arrival := time.Date(2025, 7, 1, 12, 0, 1, 0, time.UTC)
+	ev := func(id, typ, data string) string {
+		b, _ := json.Marshal(event.Event{EventID: id, AgentID: "P", Timestamp: "2025-07-01T12:00:00.000Z", EventType: typ, Data: json.RawMessage(data)})
+		return string(b)
+	}
+	records := []types.Record{
+		streamRecord("P", "1", arrival, ev("e1", "order.created", `{"total": 150}`)),
+		streamRecord("P", "2", arrival, `[`+ev("e2", "order.paid", `{"total": 5}`)+`,`+ev("e3", "refund", `{"total": 500}`)+`]`),
+		streamRecord("P", "3", arrival, ev("e4", "ping", `{}`)),
+	}
+	if err := a.Handle(boundedCtx(t), "shardId-1", records); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]string{"all": {"e1", "e2", "e3", "e4"}, "orders": {"e1", "e2"}, "big": {"e1", "e3"}}
+	if got := f.events.writtenIDs(); !reflect.DeepEqual(got, want) {
+		t.Errorf("items written = %v, want %v", got, want)
+	}
+	f.events.mu.Lock()
+	calls := map[string][]string{}
+	maps.Copy(calls, f.events.calls)
+	f.events.mu.Unlock()
+	if !reflect.DeepEqual(calls, want) {
+		t.Errorf("PutEvent calls = %v, want only the events that pass: %v", calls, want)
+	}
+	if got := a.Filtered(); got != 4 {
+		t.Errorf("Filtered() = %d, want 4 (2 for orders, 2 for big)", got)
+	}
+	for key, n := range map[string]int{"P/orders": 2, "P/big": 2} {
+		v, _ := counted.Load(key)
+		if v == nil || *v.(*int) != n {
+			t.Errorf("OnFiltered for %s: %v times, want %d", key, v, n)
+		}
 	}
 }

@@ -37,10 +37,13 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 		return nil, badRequest("could not read the whole request body: %v", err)
 	}
 	if len(bytes.TrimSpace(body)) == 0 {
-		return nil, badRequest("request body is empty; send a JSON object")
+		return nil, badRequest(emptyBodyMsg)
 	}
 	return body, nil
 }
+
+// emptyBodyMsg is readBody's answer to a body of nothing but white space.
+const emptyBodyMsg = "request body is empty; send a JSON object"
 
 // decodeStrict decodes data, one JSON value and nothing after it, into v,
 // refusing fields v does not have. Errors are 400s saying what is wrong

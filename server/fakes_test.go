@@ -99,7 +99,7 @@ type recordingSubs struct {
 	unsubscribed [][2]string
 }
 
-func (f *recordingSubs) Subscribe(ctx context.Context, producerID, subscriberID string) error {
+func (f *recordingSubs) Subscribe(ctx context.Context, producerID, subscriberID string, filter []byte) error {
 	f.mu.Lock()
 	f.subscribed = append(f.subscribed, [2]string{producerID, subscriberID})
 	err := f.err
@@ -107,7 +107,7 @@ func (f *recordingSubs) Subscribe(ctx context.Context, producerID, subscriberID 
 	if err != nil {
 		return err
 	}
-	return f.Store.Subscribe(ctx, producerID, subscriberID)
+	return f.Store.Subscribe(ctx, producerID, subscriberID, filter)
 }
 
 func (f *recordingSubs) Unsubscribe(ctx context.Context, producerID, subscriberID string) error {

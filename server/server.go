@@ -68,7 +68,7 @@ type agents interface {
 // subscriptions records who follows whom. *store.Store satisfies it. All
 // methods are idempotent.
 type subscriptions interface {
-	Subscribe(ctx context.Context, producerID, subscriberID string) error
+	Subscribe(ctx context.Context, producerID, subscriberID string, filter []byte) error
 	Unsubscribe(ctx context.Context, producerID, subscriberID string) error
 	// Producers lists the subscriptions of subscriberID (empty when none).
 	Producers(ctx context.Context, subscriberID string) ([]store.Subscription, error)

@@ -1,6 +1,8 @@
 package server
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 
@@ -8,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/fanout/fanout/event"
+	"github.com/fanout/fanout/filter"
 )
 
 // subscriptionsJSON is the answer of GET /agents/{listenerId}/subscriptions.
@@ -17,18 +20,61 @@ type subscriptionsJSON struct {
 }
 
 type subscriptionJSON struct {
-	ProducerID string `json:"producerId"`
-	CreatedAt  string `json:"createdAt"`
+	ProducerID string          `json:"producerId"`
+	CreatedAt  string          `json:"createdAt"`
+	Filter     json.RawMessage `json:"filter,omitempty"`
+}
+
+// subscribeJSON is the optional body of PUT .../subscriptions/{producerId}.
+type subscribeJSON struct {
+	Filter json.RawMessage `json:"filter"`
+}
+
+// maxSubscribeBody bounds the body of a subscribe: a filter and a little.
+const maxSubscribeBody = filter.MaxBytes + 1024
+
+// decodeFilter reads the optional body {"filter": {...}} of r: the filter
+// as stored (compacted), nil when there is no body or no filter. A filter
+// that does not parse is a 400 naming the bad part.
+func decodeFilter(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	if r.ContentLength == 0 {
+		return nil, nil
+	}
+	body, err := readBody(w, r, maxSubscribeBody)
+	if ae, ok := errors.AsType[*apiError](err); ok && ae.msg == emptyBodyMsg {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var in subscribeJSON
+	if err := decodeStrict(body, &in); err != nil {
+		return nil, err
+	}
+	if len(in.Filter) == 0 || string(in.Filter) == "null" {
+		return nil, nil
+	}
+	p, err := filter.Parse(in.Filter)
+	if err != nil {
+		return nil, badRequest("%s", err.Error())
+	}
+	return p.JSON(), nil
 }
 
 // subscribe serves PUT /agents/{listenerId}/subscriptions/{producerId}:
-// 204 once the listener follows the producer (also when it already did),
-// 404 naming whichever agent does not exist. An agent may subscribe to
+// 204 once the listener follows the producer with the body's filter, or
+// with none when there is no body (also when it already did), 400 for a
+// filter that does not parse, 404 naming whichever agent does not exist. An agent may subscribe to
 // itself: it then receives its own events, which the original system
 // allowed and which creates no loop (delivery never publishes).
 func (h *api) subscribe(w http.ResponseWriter, r *http.Request) {
 	listenerID, producerID := chi.URLParam(r, "listenerId"), chi.URLParam(r, "producerId")
 	fields := []zap.Field{zap.String("agent_id", listenerID), zap.String("producer_id", producerID)}
+	f, err := decodeFilter(w, r)
+	if err != nil {
+		h.writeError(w, r, err, fields...)
+		return
+	}
 	if _, err := h.lookupAgent(r.Context(), "listener", listenerID); err != nil {
 		h.writeError(w, r, err, fields...)
 		return
@@ -37,7 +83,7 @@ func (h *api) subscribe(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, r, err, fields...)
 		return
 	}
-	if err := h.subs.Subscribe(r.Context(), producerID, listenerID); err != nil {
+	if err := h.subs.Subscribe(r.Context(), producerID, listenerID, f); err != nil {
 		h.writeError(w, r, fmt.Errorf("subscribe %s to %s: %w", listenerID, producerID, err), fields...)
 		return
 	}
@@ -81,7 +127,7 @@ func (h *api) listSubscriptions(w http.ResponseWriter, r *http.Request) {
 	}
 	out := subscriptionsJSON{ListenerID: listenerID, Subscriptions: make([]subscriptionJSON, 0, len(subs))}
 	for _, s := range subs {
-		out.Subscriptions = append(out.Subscriptions, subscriptionJSON{ProducerID: s.ProducerID, CreatedAt: formatTime(s.CreatedAt)})
+		out.Subscriptions = append(out.Subscriptions, subscriptionJSON{ProducerID: s.ProducerID, CreatedAt: formatTime(s.CreatedAt), Filter: s.Filter})
 	}
 	writeJSON(w, http.StatusOK, out)
 }

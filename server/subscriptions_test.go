@@ -1,6 +1,7 @@
 package server
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -139,5 +140,46 @@ func TestListSubscriptions(t *testing.T) {
 				t.Errorf("body = %s, want %s", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestSubscribeWithFilter: a PUT's filter is stored compacted and listed; a
+// PUT without a body removes it; an invalid filter is a 400 naming the
+// bad part, and nothing is stored.
+func TestSubscribeWithFilter(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, Config{}, "L", "P")
+	listed := func() string {
+		t.Helper()
+		rec := f.do(t, http.MethodGet, "/agents/L/subscriptions", "", nil)
+		checkStatus(t, rec, 200)
+		var out subscriptionsJSON
+		if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil || len(out.Subscriptions) != 1 {
+			t.Fatalf("listing %s: want one subscription", rec.Body.String())
+		}
+		return string(out.Subscriptions[0].Filter)
+	}
+	checkStatus(t, f.doJSON(t, http.MethodPut, "/agents/L/subscriptions/P", `{"filter": {"eventType": [ "a" ]}}`), 204)
+	if got, want := listed(), `{"eventType":["a"]}`; got != want {
+		t.Errorf("listed filter %s, want %s", got, want)
+	}
+	for _, tc := range []struct{ body, says string }{
+		{`{"filter": {"eventType": [{"prefix": 1}]}}`, `filter key "eventType" condition 0: "prefix" takes a non-empty string`},
+		{`{"filter": {"source": ["x"]}}`, `filter key "source"`},
+		{`{"filter": ["x"]}`, "JSON object"},
+		{`{"filtre": {}}`, "unknown field"},
+		{`{"filter": {"eventType": ["a"]}} {}`, "exactly one JSON value"},
+	} {
+		checkErrorContains(t, f.doJSON(t, http.MethodPut, "/agents/L/subscriptions/P", tc.body), 400, tc.says)
+	}
+	if got, want := listed(), `{"eventType":["a"]}`; got != want {
+		t.Errorf("after refused PUTs: filter %s, want %s kept", got, want)
+	}
+	if n := len(f.subs.subscribed); n != 1 {
+		t.Errorf("Subscribe called %d times, want once (refused filters store nothing)", n)
+	}
+	checkStatus(t, f.do(t, http.MethodPut, "/agents/L/subscriptions/P", "", nil), 204)
+	if got := listed(); got != "" {
+		t.Errorf("after a PUT without a body: filter %s, want none", got)
 	}
 }

@@ -96,6 +96,9 @@ type Subscription struct {
 	// Gaps are earlier times it was unsubscribed before subscribing again
 	// (those ended within the tombstone lifetime).
 	Gaps []Gap
+	// Filter is the subscription's filter policy as JSON (package
+	// filter); nil when it takes every event.
+	Filter []byte
 }
 
 // Gap is a time a subscription was not live: from the unsubscribe to the

@@ -21,26 +21,31 @@ const tombstoneTTL = 8 * 24 * time.Hour
 // concurrent subscribes and unsubscribes of the same pair.
 const subscribeAttempts = 3
 
-// Subscribe makes subscriberID follow producerID. It is idempotent: a
-// repeat keeps the subscription as it is. Subscribing again after an
-// unsubscribe resumes the subscription and records the time in between as
-// a gap, so events that reached the stream before the unsubscribe are
-// still delivered however far behind the pipeline is. It does not check
-// that either agent exists.
-func (s *Store) Subscribe(ctx context.Context, producerID, subscriberID string) error {
+// Subscribe makes subscriberID follow producerID with filter (a filter
+// policy's JSON, kept as given; nil for every event), replacing the filter
+// it had. It is idempotent: a repeat keeps the subscription as it is.
+// Subscribing again after an unsubscribe resumes the subscription and
+// records the time in between as a gap, so events that reached the stream
+// before the unsubscribe are still delivered however far behind the
+// pipeline is. It does not check that either agent exists, nor the filter.
+func (s *Store) Subscribe(ctx context.Context, producerID, subscriberID string, filter []byte) error {
 	for range subscribeAttempts {
-		created, err := putIfAbsent(ctx, s.db, s.tables.Subscribers, map[string]types.AttributeValue{
+		item := map[string]types.AttributeValue{
 			attrProducerID:   attrS(producerID),
 			attrSubscriberID: attrS(subscriberID),
 			attrCreatedAt:    attrS(formatTime(s.now())),
-		}, attrProducerID)
+		}
+		if len(filter) > 0 {
+			item[attrFilter] = attrS(string(filter))
+		}
+		created, err := putIfAbsent(ctx, s.db, s.tables.Subscribers, item, attrProducerID)
 		if err != nil {
 			return fmt.Errorf("subscribe %s to producer %s: %w", subscriberID, producerID, err)
 		}
 		if created {
 			return nil
 		}
-		done, err := s.resume(ctx, producerID, subscriberID)
+		done, err := s.resume(ctx, producerID, subscriberID, filter)
 		if err != nil || done {
 			return err
 		}
@@ -49,8 +54,9 @@ func (s *Store) Subscribe(ctx context.Context, producerID, subscriberID string) 
 }
 
 // resume makes an existing subscription live again if it was ended,
-// recording the gap. It reports false when the item changed meanwhile.
-func (s *Store) resume(ctx context.Context, producerID, subscriberID string) (bool, error) {
+// recording the gap, and gives it filter. It reports false when the item
+// changed meanwhile.
+func (s *Store) resume(ctx context.Context, producerID, subscriberID string, filter []byte) (bool, error) {
 	out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{
 		TableName:      aws.String(s.tables.Subscribers),
 		Key:            subscriptionKey(producerID, subscriberID),
@@ -67,7 +73,10 @@ func (s *Store) resume(ctx context.Context, producerID, subscriberID string) (bo
 		return false, err
 	}
 	if sub.DeletedAt.IsZero() {
-		return true, nil // live already
+		if string(sub.Filter) == string(filter) {
+			return true, nil // live already, as asked
+		}
+		return s.setFilter(ctx, producerID, subscriberID, filter)
 	}
 	now := s.now()
 	gaps := []types.AttributeValue{}
@@ -77,16 +86,20 @@ func (s *Store) resume(ctx context.Context, producerID, subscriberID string) (bo
 		}
 	}
 	gaps = append(gaps, attrS(formatGap(Gap{From: sub.DeletedAt, To: now})))
+	update, values := "SET #g = :g REMOVE #d, #e, #f", map[string]types.AttributeValue{
+		":g":    &types.AttributeValueMemberL{Value: gaps},
+		":seen": attrS(formatTime(sub.DeletedAt)),
+	}
+	if len(filter) > 0 {
+		update, values[":f"] = "SET #g = :g, #f = :f REMOVE #d, #e", attrS(string(filter))
+	}
 	_, err = s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName:                aws.String(s.tables.Subscribers),
-		Key:                      subscriptionKey(producerID, subscriberID),
-		UpdateExpression:         aws.String("SET #g = :g REMOVE #d, #e"),
-		ConditionExpression:      aws.String("#d = :seen"),
-		ExpressionAttributeNames: map[string]string{"#g": attrGaps, "#d": attrDeletedAt, "#e": attrExpiresAt},
-		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":g":    &types.AttributeValueMemberL{Value: gaps},
-			":seen": attrS(formatTime(sub.DeletedAt)),
-		},
+		TableName:                 aws.String(s.tables.Subscribers),
+		Key:                       subscriptionKey(producerID, subscriberID),
+		UpdateExpression:          aws.String(update),
+		ConditionExpression:       aws.String("#d = :seen"),
+		ExpressionAttributeNames:  map[string]string{"#g": attrGaps, "#d": attrDeletedAt, "#e": attrExpiresAt, "#f": attrFilter},
+		ExpressionAttributeValues: values,
 	})
 	switch {
 	case err == nil:
@@ -95,6 +108,31 @@ func (s *Store) resume(ctx context.Context, producerID, subscriberID string) (bo
 		return false, nil
 	}
 	return false, fmt.Errorf("subscribe %s to producer %s again: %w", subscriberID, producerID, err)
+}
+
+// setFilter replaces the filter of a live subscription (removes it when
+// filter is empty). It reports false when the subscription was ended
+// meanwhile.
+func (s *Store) setFilter(ctx context.Context, producerID, subscriberID string, filter []byte) (bool, error) {
+	in := &dynamodb.UpdateItemInput{
+		TableName:                aws.String(s.tables.Subscribers),
+		Key:                      subscriptionKey(producerID, subscriberID),
+		UpdateExpression:         aws.String("REMOVE #f"),
+		ConditionExpression:      aws.String("attribute_exists(#p) AND attribute_not_exists(#d)"),
+		ExpressionAttributeNames: map[string]string{"#f": attrFilter, "#p": attrProducerID, "#d": attrDeletedAt},
+	}
+	if len(filter) > 0 {
+		in.UpdateExpression = aws.String("SET #f = :f")
+		in.ExpressionAttributeValues = map[string]types.AttributeValue{":f": attrS(string(filter))}
+	}
+	_, err := s.db.UpdateItem(ctx, in)
+	switch {
+	case err == nil:
+		return true, nil
+	case hasCode(err, codeConditionalCheckFailed):
+		return false, nil
+	}
+	return false, fmt.Errorf("set the filter of %s on producer %s: %w", subscriberID, producerID, rejectable(err))
 }
 
 // formatGap and parseGap store a Gap as an ISO 8601 interval.
@@ -188,6 +226,9 @@ func (s *Store) decodeSubscription(it map[string]types.AttributeValue) (Subscrip
 	}
 	if _, ok := it[attrDeletedAt]; ok {
 		sub.DeletedAt = r.time(attrDeletedAt)
+	}
+	if _, ok := it[attrFilter]; ok {
+		sub.Filter = []byte(r.str(attrFilter))
 	}
 	if r.err != nil {
 		return Subscription{}, fmt.Errorf("table %s: %w", s.tables.Subscribers, r.err)

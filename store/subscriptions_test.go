@@ -15,7 +15,7 @@ func TestSubscribeKeepsCreatedAt(t *testing.T) {
 	s := newTestStore(t)
 	ctx := testContext(t)
 
-	if err := s.Subscribe(ctx, "p", "l"); err != nil {
+	if err := s.Subscribe(ctx, "p", "l", nil); err != nil {
 		t.Fatalf("Subscribe: %v", err)
 	}
 	first, err := s.Subscribers(ctx, "p")
@@ -23,7 +23,7 @@ func TestSubscribeKeepsCreatedAt(t *testing.T) {
 		t.Fatalf("Subscribers = %+v, %v; want one", first, err)
 	}
 	// The clock has moved on: a second write would store another time.
-	if err := s.Subscribe(ctx, "p", "l"); err != nil {
+	if err := s.Subscribe(ctx, "p", "l", nil); err != nil {
 		t.Fatalf("Subscribe again: %v", err)
 	}
 	again, err := s.Subscribers(ctx, "p")
@@ -45,7 +45,7 @@ func TestUnsubscribe(t *testing.T) {
 	s := newTestStore(t)
 	ctx := testContext(t)
 	for _, sub := range []string{"l1", "l2"} {
-		if err := s.Subscribe(ctx, "p", sub); err != nil {
+		if err := s.Subscribe(ctx, "p", sub, nil); err != nil {
 			t.Fatalf("Subscribe %s: %v", sub, err)
 		}
 	}
@@ -78,7 +78,7 @@ func TestUnsubscribe(t *testing.T) {
 	}
 
 	// Subscribing again: live again, the time in between kept as a gap.
-	if err := s.Subscribe(ctx, "p", "l1"); err != nil {
+	if err := s.Subscribe(ctx, "p", "l1", nil); err != nil {
 		t.Fatal(err)
 	}
 	ended := got[0]
@@ -96,7 +96,7 @@ func TestUnsubscribe(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 2 {
-		if err := s.Subscribe(ctx, "p", "l1"); err != nil {
+		if err := s.Subscribe(ctx, "p", "l1", nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -122,15 +122,15 @@ func TestSubscriptionsPaginate(t *testing.T) {
 	for i := range n {
 		l, p := fmt.Sprintf("listener-%d", i), fmt.Sprintf("producer-%d", i)
 		listeners, producers = append(listeners, l), append(producers, p)
-		if err := s.Subscribe(ctx, "p", l); err != nil {
+		if err := s.Subscribe(ctx, "p", l, nil); err != nil {
 			t.Fatalf("Subscribe: %v", err)
 		}
-		if err := s.Subscribe(ctx, p, "l"); err != nil {
+		if err := s.Subscribe(ctx, p, "l", nil); err != nil {
 			t.Fatalf("Subscribe: %v", err)
 		}
 	}
 	// A decoy that neither query may return.
-	if err := s.Subscribe(ctx, "other", "other"); err != nil {
+	if err := s.Subscribe(ctx, "other", "other", nil); err != nil {
 		t.Fatalf("Subscribe: %v", err)
 	}
 

@@ -24,6 +24,8 @@ const (
 	attrSubscriberID = "subscriberId"
 	attrDeletedAt    = "deletedAt"
 	attrGaps         = "gaps"
+	// attrFilter holds a subscription's filter policy, as JSON.
+	attrFilter = "filter"
 
 	// SubscriberEvents. attrEventSortKey holds the event timestamp, the
 	// producer and the event id, '#' between them: sorted by event time, yet

@@ -13,11 +13,12 @@ import (
 // 8 days); a resumed subscription keeps only the gaps that ended within it.
 const tombstoneTTL = 8 * 24 * time.Hour
 
-// Subscribe makes subscriberID follow producerID. A repeat keeps the
-// subscription as it is; subscribing again after an unsubscribe makes it
-// live again and records the time in between as a gap. It does not check
-// that either agent exists.
-func (s *Store) Subscribe(ctx context.Context, producerID, subscriberID string) error {
+// Subscribe makes subscriberID follow producerID with filter (nil: every
+// event), replacing its filter. A repeat keeps the subscription as it is;
+// subscribing again after an unsubscribe makes it live again and records
+// the time in between as a gap. It does not check that either agent
+// exists, nor the filter.
+func (s *Store) Subscribe(ctx context.Context, producerID, subscriberID string, filter []byte) error {
 	if err := ctxErr(ctx, "subscribe "+subscriberID+" to producer "+producerID); err != nil {
 		return err
 	}
@@ -25,14 +26,19 @@ func (s *Store) Subscribe(ctx context.Context, producerID, subscriberID string) 
 	defer s.mu.Unlock()
 	now := s.stamp()
 	sub := s.subscriptions[producerID][subscriberID]
+	if len(filter) == 0 {
+		filter = nil
+	}
 	switch {
 	case sub == nil:
-		s.addSubscription(store.Subscription{ProducerID: producerID, SubscriberID: subscriberID, CreatedAt: now})
+		s.addSubscription(store.Subscription{ProducerID: producerID, SubscriberID: subscriberID, CreatedAt: now, Filter: slices.Clone(filter)})
+		return nil
 	case !sub.DeletedAt.IsZero():
 		sub.Gaps = slices.DeleteFunc(sub.Gaps, func(g store.Gap) bool { return !g.To.After(now.Add(-tombstoneTTL)) })
 		sub.Gaps = append(sub.Gaps, store.Gap{From: sub.DeletedAt, To: now})
 		sub.DeletedAt = time.Time{}
 	}
+	sub.Filter = slices.Clone(filter)
 	return nil
 }
 
@@ -109,5 +115,6 @@ func (s *Store) addSubscription(sub store.Subscription) {
 func copySubscription(sub *store.Subscription) store.Subscription {
 	c := *sub
 	c.Gaps = slices.Clone(sub.Gaps)
+	c.Filter = slices.Clone(sub.Filter)
 	return c
 }

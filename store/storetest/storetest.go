@@ -17,7 +17,7 @@ import (
 type Store interface {
 	RegisterAgent(ctx context.Context, resourceARN string) (store.Agent, error)
 	Agent(ctx context.Context, id string) (store.Agent, error)
-	Subscribe(ctx context.Context, producerID, subscriberID string) error
+	Subscribe(ctx context.Context, producerID, subscriberID string, filter []byte) error
 	Unsubscribe(ctx context.Context, producerID, subscriberID string) error
 	Subscribers(ctx context.Context, producerID string) ([]store.Subscription, error)
 	Producers(ctx context.Context, subscriberID string) ([]store.Subscription, error)
@@ -66,6 +66,7 @@ func Run(t *testing.T, h Harness) {
 		{"UnsubscribeKeepsTombstone", testUnsubscribeKeepsTombstone},
 		{"ResubscribeRecordsGap", testResubscribeRecordsGap},
 		{"ProducersAreLive", testProducersAreLive},
+		{"SubscribeReplacesFilter", testSubscribeReplacesFilter},
 		{"PutEventIsIdempotent", testPutEventIsIdempotent},
 		{"PutEventRejects", testPutEventRejects},
 		{"PutDeadLetterIsIdempotent", testPutDeadLetterIsIdempotent},

@@ -3,6 +3,7 @@ package storetest
 import (
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/fanout/fanout/store"
 )
@@ -35,7 +36,7 @@ func testSubscribeIsIdempotent(t *testing.T, h Harness) {
 		t.Errorf("Subscribers before any subscribe = %+v, want none", got)
 	}
 	for _, sub := range []string{"b", "a", "c"} {
-		if err := s.Subscribe(ctx, "p", sub); err != nil {
+		if err := s.Subscribe(ctx, "p", sub, nil); err != nil {
 			t.Fatalf("Subscribe(p, %s): %v", sub, err)
 		}
 	}
@@ -48,7 +49,7 @@ func testSubscribeIsIdempotent(t *testing.T, h Harness) {
 			t.Errorf("subscription %+v: want producer p, a createdAt in UTC milliseconds, live, no gaps", sub)
 		}
 	}
-	if err := s.Subscribe(ctx, "p", "a"); err != nil {
+	if err := s.Subscribe(ctx, "p", "a", nil); err != nil {
 		t.Fatalf("Subscribe again: %v", err)
 	}
 	if again := subscribers(t, s, "p"); !reflect.DeepEqual(again, first) {
@@ -63,7 +64,7 @@ func testUnsubscribeKeepsTombstone(t *testing.T, h Harness) {
 	s := h.New(t)
 	ctx := testContext(t)
 	for _, sub := range []string{"l1", "l2"} {
-		if err := s.Subscribe(ctx, "p", sub); err != nil {
+		if err := s.Subscribe(ctx, "p", sub, nil); err != nil {
 			t.Fatalf("Subscribe(p, %s): %v", sub, err)
 		}
 	}
@@ -106,7 +107,7 @@ func testResubscribeRecordsGap(t *testing.T, h Harness) {
 		}
 		return subs
 	}
-	subscribe := func() error { return s.Subscribe(ctx, "p", "l") }
+	subscribe := func() error { return s.Subscribe(ctx, "p", "l", nil) }
 	unsubscribe := func() error { return s.Unsubscribe(ctx, "p", "l") }
 
 	created := step("Subscribe", subscribe)[0]
@@ -131,11 +132,11 @@ func testProducersAreLive(t *testing.T, h Harness) {
 	s := h.New(t)
 	ctx := testContext(t)
 	for _, p := range []string{"p2", "p3", "p1"} {
-		if err := s.Subscribe(ctx, p, "l"); err != nil {
+		if err := s.Subscribe(ctx, p, "l", nil); err != nil {
 			t.Fatalf("Subscribe(%s, l): %v", p, err)
 		}
 	}
-	if err := s.Subscribe(ctx, "p1", "other"); err != nil {
+	if err := s.Subscribe(ctx, "p1", "other", nil); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Unsubscribe(ctx, "p3", "l"); err != nil {
@@ -161,5 +162,59 @@ func testProducersAreLive(t *testing.T, h Harness) {
 	}
 	if all := subscribers(t, s, "p1"); !reflect.DeepEqual(subscriberIDs(all), []string{"l", "other"}) {
 		t.Errorf("Subscribers(p1) = %+v, want l and other", all)
+	}
+}
+
+// testSubscribeReplacesFilter: a subscription keeps the filter of its last
+// Subscribe, live or resumed; a Subscribe without one removes it; the
+// subscription itself (createdAt) stays.
+func testSubscribeReplacesFilter(t *testing.T, h Harness) {
+	s := h.New(t)
+	ctx := testContext(t)
+	f1, f2 := []byte(`{"eventType":["a"]}`), []byte(`{"data.n":[{"numeric":[">",1]}]}`)
+	filterOf := func(what string) store.Subscription {
+		t.Helper()
+		subs := subscribers(t, s, "p")
+		if len(subs) != 1 {
+			t.Fatalf("after %s: Subscribers = %+v, want one", what, subs)
+		}
+		return subs[0]
+	}
+	steps := []struct {
+		what   string
+		do     func() error
+		filter []byte
+	}{
+		{"Subscribe with a filter", func() error { return s.Subscribe(ctx, "p", "l", f1) }, f1},
+		{"Subscribe with the same filter", func() error { return s.Subscribe(ctx, "p", "l", f1) }, f1},
+		{"Subscribe with another filter", func() error { return s.Subscribe(ctx, "p", "l", f2) }, f2},
+		{"Subscribe without a filter", func() error { return s.Subscribe(ctx, "p", "l", nil) }, nil},
+		{"Subscribe with a filter again", func() error { return s.Subscribe(ctx, "p", "l", f1) }, f1},
+		{"Unsubscribe", func() error { return s.Unsubscribe(ctx, "p", "l") }, f1},
+		{"resubscribe with another filter", func() error { return s.Subscribe(ctx, "p", "l", f2) }, f2},
+	}
+	var created time.Time
+	for _, st := range steps {
+		if err := st.do(); err != nil {
+			t.Fatalf("%s: %v", st.what, err)
+		}
+		sub := filterOf(st.what)
+		if string(sub.Filter) != string(st.filter) {
+			t.Errorf("after %s: filter %s, want %s", st.what, sub.Filter, st.filter)
+		}
+		if created.IsZero() {
+			created = sub.CreatedAt
+		} else if !sub.CreatedAt.Equal(created) {
+			t.Errorf("after %s: createdAt %v, want %v kept", st.what, sub.CreatedAt, created)
+		}
+	}
+	var live []store.Subscription
+	poll(t, func() (bool, error) {
+		var err error
+		live, err = s.Producers(ctx, "l")
+		return len(live) == 1 && string(live[0].Filter) == string(f2), err
+	})
+	if len(live) != 1 || string(live[0].Filter) != string(f2) {
+		t.Errorf("Producers(l) = %+v, want p with filter %s", live, f2)
 	}
 }
