@@ -1,11 +1,11 @@
 // Command fanout is the fanout service: the REST API and the pipeline
 // workers in one process. Configuration comes from the environment (see
-// README.md); AWS settings from the AWS SDK's own chain.
+// README.md); AWS settings from the AWS SDK's own chain. Everything it
+// writes is JSON log lines on stderr, a configuration error included.
 package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -13,6 +13,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/config"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/fanout/fanout/app"
 )
@@ -20,32 +21,30 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx); err != nil {
-		if !errors.Is(err, errLogged) {
-			fmt.Fprintln(os.Stderr, "fanout:", err)
-		}
+	if !run(ctx) {
+		stop()
 		os.Exit(1)
 	}
 }
 
-// run returns the error that stops fanout, after logging it when the
-// logger exists (a configuration error comes before it: main prints it).
-func run(ctx context.Context) error {
+// run starts fanout and reports whether it stopped cleanly; whatever stops
+// it is logged first, as one JSON line.
+func run(ctx context.Context) bool {
 	cfg, err := app.ConfigFromEnv(os.Getenv)
 	if err != nil {
-		return err
+		log := app.NewLogger(zapcore.InfoLevel)
+		log.Error("invalid configuration", zap.Error(err))
+		_ = log.Sync()
+		return false
 	}
 	log := app.NewLogger(cfg.LogLevel)
 	defer log.Sync() //nolint:errcheck // stderr
 	if err := start(ctx, cfg, log); err != nil {
 		log.Error("fanout stopped", zap.Error(err))
-		return errLogged
+		return false
 	}
-	return nil
+	return true
 }
-
-// errLogged stops the process with exit status 1 once the error is logged.
-var errLogged = errors.New("stopped with an error (logged above)")
 
 func start(ctx context.Context, cfg app.Config, log *zap.Logger) error {
 	awsCfg, err := config.LoadDefaultConfig(ctx)

@@ -58,8 +58,65 @@ func TestBinary(t *testing.T) {
 			t.Fatalf("started with FANOUT_STREAM_SHARDS=many")
 		}
 		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-		if len(lines) != 1 || !strings.Contains(lines[0], "FANOUT_STREAM_SHARDS") {
-			t.Errorf("output %q: want one line naming FANOUT_STREAM_SHARDS", out)
+		var entry struct{ Level, Msg, Error string }
+		if len(lines) != 1 || json.Unmarshal([]byte(lines[0]), &entry) != nil || entry.Level != "error" || !strings.Contains(entry.Error, "FANOUT_STREAM_SHARDS") {
+			t.Errorf("output %q: want one JSON log line at level error naming FANOUT_STREAM_SHARDS", out)
+		}
+	})
+
+	// stopsWith runs the binary with env and returns the one JSON line it
+	// must stop with, at level error.
+	stopsWith := func(t *testing.T, env []string) string {
+		t.Helper()
+		cmd := exec.Command(bin)
+		cmd.Env = env
+		out, err := cmd.CombinedOutput()
+		if err == nil {
+			t.Fatalf("fanout started; output:\n%s", out)
+		}
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		var entry struct{ Level, Msg, Error string }
+		if len(lines) != 1 || json.Unmarshal([]byte(lines[0]), &entry) != nil || entry.Level != "error" || entry.Error == "" {
+			t.Fatalf("output %q: want one JSON log line at level error", out)
+		}
+		return entry.Error
+	}
+
+	t.Run("missing resources stop it at start, each named", func(t *testing.T) {
+		n := awstest.Name(t, "missing")
+		msg := stopsWith(t, append(awstest.ProcessEnv(t),
+			"FANOUT_STREAM="+n+"-events",
+			"FANOUT_AGENTS_TABLE="+n+"-agents",
+			"FANOUT_SUBSCRIBERS_TABLE="+n+"-subscribers",
+			"FANOUT_SUBSCRIBER_EVENTS_TABLE="+n+"-subscriber-events",
+			"FANOUT_DEAD_LETTERS_TABLE="+n+"-dead-letters",
+			"FANOUT_EVENT_IDS_TABLE="+n+"-event-ids",
+			"FANOUT_AGGREGATOR_LEASE_TABLE="+n+"-aggregator",
+			"FANOUT_PUBLISHER_LEASE_TABLE="+n+"-publisher",
+		))
+		for _, want := range []string{
+			"table " + n + "-agents (FANOUT_AGENTS_TABLE)", "table " + n + "-subscribers (FANOUT_SUBSCRIBERS_TABLE)",
+			"table " + n + "-subscriber-events (FANOUT_SUBSCRIBER_EVENTS_TABLE)", "table " + n + "-dead-letters (FANOUT_DEAD_LETTERS_TABLE)",
+			"table " + n + "-event-ids (FANOUT_EVENT_IDS_TABLE)", "table " + n + "-aggregator (FANOUT_AGGREGATOR_LEASE_TABLE)",
+			"table " + n + "-publisher (FANOUT_PUBLISHER_LEASE_TABLE)", "stream " + n + "-events (FANOUT_STREAM)",
+		} {
+			if !strings.Contains(msg, want) {
+				t.Errorf("error %q does not name %s", msg, want)
+			}
+		}
+	})
+
+	t.Run("an endpoint without its scheme is reported as that", func(t *testing.T) {
+		msg := stopsWith(t, []string{"AWS_REGION=us-east-1", "AWS_ENDPOINT_URL=localhost:4566", "AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test"})
+		if !strings.Contains(msg, `AWS_ENDPOINT_URL="localhost:4566"`) || !strings.Contains(msg, "http://") || strings.Contains(msg, "credentials") {
+			t.Errorf("error %q: want it to name AWS_ENDPOINT_URL and say it needs http://, not blame credentials", msg)
+		}
+	})
+
+	t.Run("an unreachable endpoint is reported as that", func(t *testing.T) {
+		msg := stopsWith(t, []string{"AWS_REGION=us-east-1", "AWS_ENDPOINT_URL=http://" + awstest.FreeAddr(t), "AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test"})
+		if !strings.Contains(msg, "cannot reach AWS") || strings.Contains(msg, "check credentials") {
+			t.Errorf("error %q: want it to say AWS cannot be reached, not blame credentials", msg)
 		}
 	})
 
@@ -75,6 +132,7 @@ func TestBinary(t *testing.T) {
 			"FANOUT_SUBSCRIBERS_TABLE="+n+"-subscribers",
 			"FANOUT_SUBSCRIBER_EVENTS_TABLE="+n+"-subscriber-events",
 			"FANOUT_DEAD_LETTERS_TABLE="+n+"-dead-letters",
+			"FANOUT_EVENT_IDS_TABLE="+n+"-event-ids",
 			"FANOUT_AGGREGATOR_LEASE_TABLE="+n+"-aggregator",
 			"FANOUT_PUBLISHER_LEASE_TABLE="+n+"-publisher",
 			"FANOUT_SHUTDOWN_TIMEOUT=10s",

@@ -13,8 +13,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"sync"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/arn"
@@ -33,10 +31,6 @@ import (
 	"github.com/fanout/fanout/server"
 	"github.com/fanout/fanout/store"
 )
-
-// readyCacheFor spaces out readiness probes' AWS calls: an orchestrator
-// polling /readyz every second costs one DescribeStreamSummary per 5 s.
-const readyCacheFor = 5 * time.Second
 
 // App is one running fanout task: the HTTP API and both KCL workers.
 type App struct {
@@ -72,11 +66,12 @@ func New(ctx context.Context, cfg Config, awsCfg aws.Config, log *zap.Logger) (*
 	if err != nil {
 		return nil, err
 	}
-	st := store.New(ddb, sqs.NewFromConfig(awsCfg), store.Tables{
+	st := store.New(ddb, sqs.NewFromConfig(awsCfg, skipSQSChecksumOffAWS), store.Tables{
 		Agents:           cfg.AgentsTable,
 		Subscribers:      cfg.SubscribersTable,
 		SubscriberEvents: cfg.SubscriberEventsTable,
 		DeadLetters:      cfg.DeadLettersTable,
+		EventIDs:         cfg.EventIDsTable,
 	}, account)
 
 	if cfg.CreateResources {
@@ -87,6 +82,9 @@ func New(ctx context.Context, cfg Config, awsCfg aws.Config, log *zap.Logger) (*
 		if err := pipeline.EnsureStream(ctx, kc, cfg.Stream, cfg.StreamShards); err != nil {
 			return nil, err
 		}
+	}
+	if err := checkResources(ctx, cfg, st, kc); err != nil {
+		return nil, err
 	}
 	streamARN, err := st.StreamARN(ctx)
 	if err != nil {
@@ -108,15 +106,16 @@ func New(ctx context.Context, cfg Config, awsCfg aws.Config, log *zap.Logger) (*
 		Name: cfg.PublisherLeaseTable, Stream: streamARN, Region: awsCfg.Region, WorkerID: cfg.WorkerID,
 	}, awsCfg, streams, ddb, pub, log)
 
-	ready := &readiness{check: func(ctx context.Context) error {
-		if !a.aggregator.Running() || !a.publisher.Running() {
-			return errors.New("pipeline workers are not running")
-		}
-		if err := st.Ping(ctx); err != nil {
-			return err
-		}
-		return pipeline.PingStream(ctx, kc, cfg.Stream)
-	}}
+	ready := &readiness{
+		running: func() bool { return a.aggregator.Running() && a.publisher.Running() },
+		check: func(ctx context.Context) error {
+			if err := st.Ping(ctx); err != nil {
+				return err
+			}
+			return pipeline.PingStream(ctx, kc, cfg.Stream)
+		},
+		workers: map[string]stuckReporter{},
+	}
 	a.handler = server.New(server.Config{}, st, st, pipeline.NewIngest(kc, cfg.Stream), ready, log)
 	return a, nil
 }
@@ -151,32 +150,15 @@ func (a *App) Run(ctx context.Context) error {
 	return nil
 }
 
-// readiness caches the result of check for readyCacheFor.
-type readiness struct {
-	check func(context.Context) error
-
-	mu   sync.Mutex
-	at   time.Time
-	last error
-}
-
-func (r *readiness) Ready(ctx context.Context) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if !r.at.IsZero() && time.Since(r.at) < readyCacheFor && r.last == nil {
-		return nil
-	}
-	r.last = r.check(ctx)
-	r.at = time.Now()
-	return r.last
-}
-
 // callerAccount asks STS where fanout runs: the partition and account of
 // its credentials, in region. Queue policies name their queues' exact ARNs
 // from it.
 func callerAccount(ctx context.Context, c *sts.Client, region string) (store.Account, error) {
 	out, err := c.GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
-	if err != nil {
+	switch {
+	case err != nil && unreachable(err):
+		return store.Account{}, fmt.Errorf("cannot reach AWS (sts:GetCallerIdentity): check AWS_ENDPOINT_URL and the network: %w", err)
+	case err != nil:
 		return store.Account{}, fmt.Errorf("cannot identify the AWS account (sts:GetCallerIdentity): check credentials: %w", err)
 	}
 	caller, err := arn.Parse(aws.ToString(out.Arn))
@@ -211,4 +193,16 @@ func skipChecksumOffAWS(o *dynamodb.Options) {
 		_, err := stack.Deserialize.Remove(id)
 		return err
 	})
+}
+
+// skipSQSChecksumOffAWS keeps the SQS client's MD5 check of sent and
+// received messages against AWS and drops it when an endpoint override (an
+// emulator) is in use. For a send that a FIFO queue deduplicates, AWS
+// answers with the MD5 of the body just sent, while emulators (kumo,
+// LocalStack-alikes) answer with the original message's, which the check
+// rejects: the emulator then behaves as AWS does.
+func skipSQSChecksumOffAWS(o *sqs.Options) {
+	if o.BaseEndpoint != nil {
+		o.DisableMessageChecksumValidation = true
+	}
 }

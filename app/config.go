@@ -18,6 +18,7 @@ const (
 	defaultSubscribersTable      = "fanout-subscribers"
 	defaultSubscriberEventsTable = "fanout-subscriber-events"
 	defaultDeadLettersTable      = "fanout-dead-letters"
+	defaultEventIDsTable         = "fanout-event-ids"
 	defaultAggregatorLeaseTable  = "fanout-aggregator-leases"
 	defaultPublisherLeaseTable   = "fanout-publisher-leases"
 	// defaultStreamShards applies only when fanout creates the stream itself
@@ -38,6 +39,7 @@ type Config struct {
 	SubscribersTable      string
 	SubscriberEventsTable string
 	DeadLettersTable      string
+	EventIDsTable         string
 	AggregatorLeaseTable  string
 	PublisherLeaseTable   string
 	CreateResources       bool
@@ -66,6 +68,7 @@ func Variables() []Variable {
 		{"FANOUT_SUBSCRIBERS_TABLE", defaultSubscribersTable, "DynamoDB table of subscriptions."},
 		{"FANOUT_SUBSCRIBER_EVENTS_TABLE", defaultSubscriberEventsTable, "DynamoDB table of per-subscriber events (stream NEW_IMAGE, TTL)."},
 		{"FANOUT_DEAD_LETTERS_TABLE", defaultDeadLettersTable, "DynamoDB table where records that cannot be processed are set aside."},
+		{"FANOUT_EVENT_IDS_TABLE", defaultEventIDsTable, "DynamoDB table of producer-chosen eventIds seen in the last 24 h (TTL), so a repeated eventId is delivered to no one."},
 		{"FANOUT_AGGREGATOR_LEASE_TABLE", defaultAggregatorLeaseTable, "KCL lease table (and application name) of the aggregator."},
 		{"FANOUT_PUBLISHER_LEASE_TABLE", defaultPublisherLeaseTable, "KCL lease table (and application name) of the publisher."},
 		{"FANOUT_CREATE_RESOURCES", "false", "true: create missing stream and tables at start and wait until active (local runs; production resources come from deploy/)."},
@@ -92,6 +95,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		SubscribersTable:      str("FANOUT_SUBSCRIBERS_TABLE", defaultSubscribersTable),
 		SubscriberEventsTable: str("FANOUT_SUBSCRIBER_EVENTS_TABLE", defaultSubscriberEventsTable),
 		DeadLettersTable:      str("FANOUT_DEAD_LETTERS_TABLE", defaultDeadLettersTable),
+		EventIDsTable:         str("FANOUT_EVENT_IDS_TABLE", defaultEventIDsTable),
 		AggregatorLeaseTable:  str("FANOUT_AGGREGATOR_LEASE_TABLE", defaultAggregatorLeaseTable),
 		PublisherLeaseTable:   str("FANOUT_PUBLISHER_LEASE_TABLE", defaultPublisherLeaseTable),
 		StreamShards:          defaultStreamShards,
@@ -126,10 +130,12 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 			errs = append(errs, fmt.Errorf("FANOUT_LOG_LEVEL=%q: use debug, info, warn or error", v))
 		}
 	}
+	errs = append(errs, checkEndpoints(getenv)...)
 	names := map[string]string{}
 	for _, n := range []struct{ v, name string }{
 		{c.AgentsTable, "FANOUT_AGENTS_TABLE"}, {c.SubscribersTable, "FANOUT_SUBSCRIBERS_TABLE"},
 		{c.SubscriberEventsTable, "FANOUT_SUBSCRIBER_EVENTS_TABLE"}, {c.DeadLettersTable, "FANOUT_DEAD_LETTERS_TABLE"},
+		{c.EventIDsTable, "FANOUT_EVENT_IDS_TABLE"},
 		{c.AggregatorLeaseTable, "FANOUT_AGGREGATOR_LEASE_TABLE"}, {c.PublisherLeaseTable, "FANOUT_PUBLISHER_LEASE_TABLE"},
 	} {
 		if other, dup := names[n.v]; dup {

@@ -217,6 +217,7 @@ var wantTables = map[string]struct {
 	"FANOUT_SUBSCRIBERS_TABLE":       {key: "producerId/subscriberId", indexes: []string{"subscriberId-index=subscriberId/producerId"}, ttl: "expiresAt"},
 	"FANOUT_SUBSCRIBER_EVENTS_TABLE": {key: "subscriberId/timestamp", stream: "NEW_IMAGE", ttl: "expiresAt"},
 	"FANOUT_DEAD_LETTERS_TABLE":      {key: "id"},
+	"FANOUT_EVENT_IDS_TABLE":         {key: "producerId/eventId", ttl: "expiresAt"},
 	"FANOUT_AGGREGATOR_LEASE_TABLE":  {key: "ShardID"},
 	"FANOUT_PUBLISHER_LEASE_TABLE":   {key: "ShardID"},
 }

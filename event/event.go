@@ -8,6 +8,8 @@ package event
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -41,12 +43,31 @@ const (
 // Event is a producer event as carried in a Kinesis record's data. Records
 // put straight into Kinesis by producers have the same JSON, usually without
 // eventId.
+//
+// An event is identified by (AgentID, EventID): a producer that sends an
+// event again with the same eventId (a retry) has it delivered once.
 type Event struct {
 	EventID   string          `json:"eventId,omitempty"`
 	AgentID   string          `json:"agentId"`
 	Timestamp string          `json:"timestamp"`
 	EventType string          `json:"eventType"`
 	Data      json.RawMessage `json:"data"`
+	// GeneratedID says that fanout chose EventID (the API for an event
+	// posted without one, ParseRecord for a record without one): unique by
+	// construction, so no check for a repeat is needed. A producer that
+	// sets it on a record of its own opts out of that check.
+	GeneratedID bool `json:"generatedId,omitempty"`
+}
+
+// ContentHash identifies the event's content, its eventType and data,
+// whatever its id and timestamp: two copies of an event that differ only in
+// when they were sent hash alike.
+func (e Event) ContentHash() string {
+	h := sha256.New()
+	h.Write([]byte(e.EventType))
+	h.Write([]byte{0})
+	h.Write(e.Data)
+	return hex.EncodeToString(h.Sum(nil)[:16])
 }
 
 // Receipt says where an accepted event landed.

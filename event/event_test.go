@@ -26,3 +26,21 @@ func TestNormalizeCompactsData(t *testing.T) {
 		t.Errorf("Normalize(truncated JSON) = %v, want an error saying so", err)
 	}
 }
+
+func TestContentHash(t *testing.T) {
+	e := Event{EventID: "a", AgentID: "P", Timestamp: "2025-07-01T12:00:00.000Z", EventType: "t", Data: []byte(`{"n":1}`)}
+	retry := e
+	retry.Timestamp, retry.EventID = "2025-07-01T12:00:01.000Z", "b"
+	if e.ContentHash() != retry.ContentHash() {
+		t.Error("copies differing only in id and timestamp hash differently")
+	}
+	for _, changed := range []Event{
+		{EventType: "u", Data: e.Data},
+		{EventType: "t", Data: []byte(`{"n":2}`)},
+		{EventType: "t\x00", Data: []byte(`"n":1}`)}, // the separator keeps fields apart
+	} {
+		if changed.ContentHash() == e.ContentHash() {
+			t.Errorf("event %q/%s hashes like %q/%s", changed.EventType, changed.Data, e.EventType, e.Data)
+		}
+	}
+}

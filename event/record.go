@@ -85,6 +85,7 @@ func ParseRecord(data []byte, partitionKey, shardID, seq string, arrival time.Ti
 			return nil, fmt.Errorf("partition key %q is not the event's agentId %q: put records with PartitionKey = agentId, or order is lost", partitionKey, e.AgentID)
 		}
 		if e.EventID == "" {
+			e.GeneratedID = true
 			e.EventID = shardID + ":" + seq
 			if len(events) > 1 {
 				e.EventID += ":" + strconv.Itoa(i)

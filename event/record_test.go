@@ -14,6 +14,7 @@ func TestParseRecord(t *testing.T) {
 	ev := func(id, producer, ts, eventType, data string) Event {
 		return Event{EventID: id, AgentID: producer, Timestamp: ts, EventType: eventType, Data: json.RawMessage(data)}
 	}
+	generated := func(e Event) Event { e.GeneratedID = true; return e }
 	const ts = "2025-07-01T12:00:00.000Z"
 	for _, tc := range []struct {
 		name    string
@@ -64,13 +65,13 @@ func TestParseRecord(t *testing.T) {
 			name: "missing eventId is the record's position",
 			key:  "P",
 			data: `{"agentId":"P","timestamp":"2025-07-01T12:00:00.000Z","eventType":"t","data":1}`,
-			want: []Event{ev("shardId-9:42", "P", ts, "t", `1`)},
+			want: []Event{generated(ev("shardId-9:42", "P", ts, "t", `1`))},
 		},
 		{
 			name: "missing eventIds in an array",
 			key:  "P",
 			data: `[{"agentId":"P","timestamp":"2025-07-01T12:00:00.000Z","eventType":"t","data":1},{"eventId":"mine","agentId":"P","timestamp":"2025-07-01T12:00:00.000Z","eventType":"t","data":2},{"agentId":"P","timestamp":"2025-07-01T12:00:00.000Z","eventType":"t","data":3}]`,
-			want: []Event{ev("shardId-9:42:0", "P", ts, "t", `1`), ev("mine", "P", ts, "t", `2`), ev("shardId-9:42:2", "P", ts, "t", `3`)},
+			want: []Event{generated(ev("shardId-9:42:0", "P", ts, "t", `1`)), ev("mine", "P", ts, "t", `2`), generated(ev("shardId-9:42:2", "P", ts, "t", `3`))},
 		},
 		{name: "garbage", key: "P", data: `hello`, wantErr: "record is not an event"},
 		{name: "empty record", key: "P", data: ``, wantErr: "record is not an event"},

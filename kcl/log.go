@@ -12,12 +12,36 @@ import (
 // exits or panics: Fatalf and Panicf log at error.
 type kclLogger struct{ s *zap.SugaredLogger }
 
-func (l kclLogger) Debugf(f string, a ...any) { l.s.Debugf(f, a...) }
-func (l kclLogger) Infof(f string, a ...any)  { l.s.Debugf(f, a...) } // KCL is chatty at info
-func (l kclLogger) Warnf(f string, a ...any)  { l.s.Warnf(f, a...) }
-func (l kclLogger) Errorf(f string, a ...any) { l.s.Errorf(f, a...) }
-func (l kclLogger) Fatalf(f string, a ...any) { l.s.Errorf(f, a...) }
-func (l kclLogger) Panicf(f string, a ...any) { l.s.Errorf(f, a...) }
+func (l kclLogger) Debugf(f string, a ...any) { l.s.Debugf(f, plain(a)...) }
+func (l kclLogger) Infof(f string, a ...any)  { l.s.Debugf(f, plain(a)...) } // KCL is chatty at info
+func (l kclLogger) Warnf(f string, a ...any)  { l.s.Warnf(f, plain(a)...) }
+func (l kclLogger) Errorf(f string, a ...any) { l.s.Errorf(f, plain(a)...) }
+func (l kclLogger) Fatalf(f string, a ...any) { l.s.Errorf(f, plain(a)...) }
+func (l kclLogger) Panicf(f string, a ...any) { l.s.Errorf(f, plain(a)...) }
+
+// plain replaces the *string arguments KCL formats with %s (sequence
+// numbers, shard ids of the AWS SDK's types) by their values, so that a
+// line reads "checkpoint none" rather than "%!s(*string=<nil>)".
+func plain(args []any) []any {
+	var out []any
+	for i, a := range args {
+		p, ok := a.(*string)
+		if !ok {
+			continue
+		}
+		if out == nil {
+			out = append([]any(nil), args...)
+		}
+		out[i] = "none"
+		if p != nil {
+			out[i] = *p
+		}
+	}
+	if out == nil {
+		return args
+	}
+	return out
+}
 func (l kclLogger) WithFields(fields kcllogger.Fields) kcllogger.Logger {
 	args := make([]any, 0, 2*len(fields))
 	for k, v := range fields {

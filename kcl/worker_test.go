@@ -6,11 +6,15 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"testing/synctest"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	kcl "github.com/vmware/vmware-go-kcl-v2/clientlibrary/interfaces"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 // fakeHandler records the batches it is given; fail makes it fail as a
@@ -102,4 +106,37 @@ func TestProcessorCheckpoints(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestProcessorLogsLag: a worker with a lag message logs its shard's lag
+// (age of the batch's newest record, 0 when a read is empty) at most once
+// per lagLogEvery, idle reads included: the publisher-lag alarm in deploy/
+// counts these lines and treats their absence as a stuck publisher.
+func TestProcessorLogsLag(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		core, logs := observer.New(zapcore.InfoLevel)
+		cfg := Config{Name: "test", Stream: "s", Region: "us-east-1", WorkerID: "w"}
+		w := newWorker(cfg, newKCLConfig(cfg, zap.NewNop()), nil, nil, &fakeHandler{}, zap.New(core))
+		w.lagMessage = "publisher lag"
+		p := &processor{w: w}
+		p.Initialize(&kcl.InitializationInput{ShardId: "shard-1", ExtendedSequenceNumber: &kcl.ExtendedSequenceNumber{}})
+		old := records("1")
+		old[0].ApproximateArrivalTimestamp = aws.Time(time.Now().Add(-1500 * time.Millisecond))
+		cp := &fakeCheckpointer{}
+		p.ProcessRecords(&kcl.ProcessRecordsInput{Records: old, Checkpointer: cp})
+		p.ProcessRecords(&kcl.ProcessRecordsInput{Records: records(), Checkpointer: cp}) // within lagLogEvery: no line
+		time.Sleep(lagLogEvery)
+		p.ProcessRecords(&kcl.ProcessRecordsInput{Records: records(), Checkpointer: cp}) // idle, later: a line
+
+		lines := logs.FilterMessage("publisher lag").All()
+		if len(lines) != 2 {
+			t.Fatalf("%d lag lines, want 2 (one per lagLogEvery): %v", len(lines), lines)
+		}
+		for i, want := range []int64{1500, 0} {
+			f := lines[i].ContextMap()
+			if f["shard_id"] != "shard-1" || f["lag_ms"] != want {
+				t.Errorf("lag line %d fields = %v, want shard_id shard-1 and lag_ms %d", i, f, want)
+			}
+		}
+	})
 }

@@ -170,7 +170,7 @@ func parseEvent(raw json.RawMessage, now time.Time) (event.Event, error) {
 		return event.Event{}, badRequest("%s", err.Error())
 	}
 	if ev.EventID == "" {
-		ev.EventID = uuid.NewString()
+		ev.EventID, ev.GeneratedID = uuid.NewString(), true
 	}
 	return ev, nil
 }

@@ -204,6 +204,9 @@ func TestPostEventsAccepts(t *testing.T) {
 					if _, err := uuid.Parse(e.EventID); err != nil {
 						t.Errorf("event %d: eventId %q is not a UUID", i, e.EventID)
 					}
+					if !e.GeneratedID {
+						t.Errorf("event %d: eventId %q chosen by the server is not marked generated", i, e.EventID)
+					}
 					if receipts[i].EventID != e.EventID {
 						t.Errorf("receipt %d has eventId %q, published %q", i, receipts[i].EventID, e.EventID)
 					}
@@ -220,8 +223,8 @@ func TestPostEventsAccepts(t *testing.T) {
 			}},
 		{name: "eventId with every allowed character", contentType: "application/json", body: ev(t, map[string]any{"eventId": "AZaz09._:-" + strings.Repeat("x", 118)}),
 			check: func(t *testing.T, events []event.Event, _ []event.Receipt) {
-				if events[0].EventID != "AZaz09._:-"+strings.Repeat("x", 118) {
-					t.Errorf("eventId = %q", events[0].EventID)
+				if events[0].EventID != "AZaz09._:-"+strings.Repeat("x", 118) || events[0].GeneratedID {
+					t.Errorf("eventId = %q (generated %v), want the producer's own", events[0].EventID, events[0].GeneratedID)
 				}
 			}},
 		{name: "timestamps normalised to UTC milliseconds", contentType: "application/json",
@@ -350,5 +353,5 @@ func TestPostEventsLooksUpEachProducerOnce(t *testing.T) {
 
 func sameEvent(a, b event.Event) bool {
 	return a.EventID == b.EventID && a.AgentID == b.AgentID && a.Timestamp == b.Timestamp &&
-		a.EventType == b.EventType && string(a.Data) == string(b.Data)
+		a.EventType == b.EventType && string(a.Data) == string(b.Data) && a.GeneratedID == b.GeneratedID
 }

@@ -67,17 +67,9 @@ func (s *Store) PutDeadLetter(ctx context.Context, d DeadLetter) (created bool, 
 	if err := checkItem(it, attrID, ""); err != nil {
 		return false, fmt.Errorf("put dead letter %s (shard %s, seq %s): %w", d.ID, d.ShardID, d.Seq, err)
 	}
-	_, err = s.db.PutItem(ctx, &dynamodb.PutItemInput{
-		TableName:                aws.String(s.tables.DeadLetters),
-		Item:                     it,
-		ConditionExpression:      aws.String("attribute_not_exists(#id)"),
-		ExpressionAttributeNames: map[string]string{"#id": attrID},
-	})
-	switch {
-	case err == nil:
-		return true, nil
-	case hasCode(err, codeConditionalCheckFailed):
-		return false, nil
+	created, err = putIfAbsent(ctx, s.db, s.tables.DeadLetters, it, attrID)
+	if err == nil {
+		return created, nil
 	}
 	return false, fmt.Errorf("put dead letter %s (shard %s, seq %s) into table %s: %w", d.ID, d.ShardID, d.Seq, s.tables.DeadLetters, rejectable(err))
 }
@@ -86,36 +78,27 @@ func (s *Store) PutDeadLetter(ctx context.Context, d DeadLetter) (created bool, 
 // the whole table: it is for operators and tests, not for a request path.
 func (s *Store) DeadLetters(ctx context.Context) ([]DeadLetter, error) {
 	in := &dynamodb.ScanInput{TableName: aws.String(s.tables.DeadLetters), ConsistentRead: aws.Bool(true)}
-	if s.pageSize > 0 {
-		in.Limit = aws.Int32(s.pageSize)
+	return scanAll(ctx, s, in, s.decodeDeadLetter)
+}
+
+// decodeDeadLetter reads a DeadLetters item.
+func (s *Store) decodeDeadLetter(it map[string]types.AttributeValue) (DeadLetter, error) {
+	r := reader{item: it}
+	d := DeadLetter{
+		ID:      r.str(attrID),
+		Stage:   r.str(attrStage),
+		Reason:  r.str(attrReason),
+		ShardID: r.str(attrShardID),
+		Seq:     r.str(attrSeq),
+		Data:    r.bytes(attrData),
+		At:      r.time(attrCreatedAt),
 	}
-	dls := []DeadLetter{}
-	pages := dynamodb.NewScanPaginator(s.db, in)
-	for pages.HasMorePages() {
-		page, err := pages.NextPage(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("scan table %s: %w", s.tables.DeadLetters, err)
-		}
-		for _, it := range page.Items {
-			r := reader{item: it}
-			d := DeadLetter{
-				ID:      r.str(attrID),
-				Stage:   r.str(attrStage),
-				Reason:  r.str(attrReason),
-				ShardID: r.str(attrShardID),
-				Seq:     r.str(attrSeq),
-				Data:    r.bytes(attrData),
-				At:      r.time(attrCreatedAt),
-			}
-			// Dead letters written before truncation existed have
-			// neither attribute, and their data is whole.
-			d.DataBytes = r.number(attrDataBytes, len(d.Data))
-			d.Truncated = r.boolean(attrTruncated)
-			if r.err != nil {
-				return nil, fmt.Errorf("table %s: %w", s.tables.DeadLetters, r.err)
-			}
-			dls = append(dls, d)
-		}
+	// Dead letters written before truncation existed have neither
+	// attribute, and their data is whole.
+	d.DataBytes = r.number(attrDataBytes, len(d.Data))
+	d.Truncated = r.boolean(attrTruncated)
+	if r.err != nil {
+		return DeadLetter{}, fmt.Errorf("table %s: %w", s.tables.DeadLetters, r.err)
 	}
-	return dls, nil
+	return d, nil
 }

@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 )
 
@@ -48,17 +46,9 @@ func (s *Store) PutEvent(ctx context.Context, e SubscriberEvent) (created bool, 
 	if err := checkItem(item, attrSubscriberID, attrEventSortKey); err != nil {
 		return false, fmt.Errorf("put event %s of producer %s for subscriber %s: %w", e.EventID, e.AgentID, e.SubscriberID, err)
 	}
-	_, err = s.db.PutItem(ctx, &dynamodb.PutItemInput{
-		TableName:                aws.String(s.tables.SubscriberEvents),
-		Item:                     item,
-		ConditionExpression:      aws.String("attribute_not_exists(#k)"),
-		ExpressionAttributeNames: map[string]string{"#k": attrSubscriberID},
-	})
-	switch {
-	case err == nil:
-		return true, nil
-	case hasCode(err, codeConditionalCheckFailed):
-		return false, nil
+	created, err = putIfAbsent(ctx, s.db, s.tables.SubscriberEvents, item, attrSubscriberID)
+	if err == nil {
+		return created, nil
 	}
 	return false, fmt.Errorf("put event %s of producer %s for subscriber %s into table %s: %w", e.EventID, e.AgentID, e.SubscriberID, s.tables.SubscriberEvents, rejectable(err))
 }

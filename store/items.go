@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -10,6 +11,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/smithy-go"
 
@@ -22,6 +25,7 @@ import (
 const (
 	codeConditionalCheckFailed     = "ConditionalCheckFailedException"
 	codeResourceInUse              = "ResourceInUseException"
+	codeResourceNotFound           = "ResourceNotFoundException"
 	codeQueueDoesNotExist          = "QueueDoesNotExist"
 	codeQueueDoesNotExistLegacy    = "AWS.SimpleQueueService.NonExistentQueue"
 	codeQueueDeletedRecently       = "QueueDeletedRecently"
@@ -301,4 +305,82 @@ func attrS(v string) types.AttributeValue { return &types.AttributeValueMemberS{
 // attrN is a number attribute value.
 func attrN(v int64) types.AttributeValue {
 	return &types.AttributeValueMemberN{Value: strconv.FormatInt(v, 10)}
+}
+
+// itemPutter is the part of the DynamoDB API that putIfAbsent uses.
+// *dynamodb.Client and agentItems satisfy it.
+type itemPutter interface {
+	PutItem(ctx context.Context, in *dynamodb.PutItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error)
+}
+
+// putIfAbsent writes item into table unless an item with its key is there
+// already, and reports whether it wrote it. key names one of the table's
+// key attributes. The error is DynamoDB's, unwrapped, for the caller to
+// wrap with the ids it wrote: the write may have landed all the same.
+func putIfAbsent(ctx context.Context, db itemPutter, table string, item map[string]types.AttributeValue, key string) (created bool, err error) {
+	_, err = db.PutItem(ctx, &dynamodb.PutItemInput{
+		TableName:                aws.String(table),
+		Item:                     item,
+		ConditionExpression:      aws.String("attribute_not_exists(#k)"),
+		ExpressionAttributeNames: map[string]string{"#k": key},
+	})
+	switch {
+	case err == nil:
+		return true, nil
+	case hasCode(err, codeConditionalCheckFailed):
+		return false, nil
+	}
+	return false, err
+}
+
+// pages is what DynamoDB's Query and Scan paginators have in common; P is
+// the type of their pages.
+type pages[P any] interface {
+	HasMorePages() bool
+	NextPage(ctx context.Context, optFns ...func(*dynamodb.Options)) (P, error)
+}
+
+// queryAll runs in over every page and returns the items decoded, in
+// order. A page's error names the table; an item's is decode's own.
+func queryAll[T any](ctx context.Context, s *Store, in *dynamodb.QueryInput, decode func(map[string]types.AttributeValue) (T, error)) ([]T, error) {
+	in.Limit = s.pageLimit()
+	items := func(p *dynamodb.QueryOutput) []map[string]types.AttributeValue { return p.Items }
+	return decodePages(ctx, dynamodb.NewQueryPaginator(s.db, in), items, decode, "query table "+aws.ToString(in.TableName))
+}
+
+// scanAll is queryAll for a Scan.
+func scanAll[T any](ctx context.Context, s *Store, in *dynamodb.ScanInput, decode func(map[string]types.AttributeValue) (T, error)) ([]T, error) {
+	in.Limit = s.pageLimit()
+	items := func(p *dynamodb.ScanOutput) []map[string]types.AttributeValue { return p.Items }
+	return decodePages(ctx, dynamodb.NewScanPaginator(s.db, in), items, decode, "scan table "+aws.ToString(in.TableName))
+}
+
+// pageLimit is the Limit of one Query or Scan page: s.pageSize, or none
+// (DynamoDB's 1 MB pages) when that is 0.
+func (s *Store) pageLimit() *int32 {
+	if s.pageSize > 0 {
+		return aws.Int32(s.pageSize)
+	}
+	return nil
+}
+
+// decodePages reads every page of ps and decodes the items (picked out of a
+// page by items), in order; it never returns nil on success. A page's
+// error is wrapped with what, saying what was read.
+func decodePages[P, T any](ctx context.Context, ps pages[P], items func(P) []map[string]types.AttributeValue, decode func(map[string]types.AttributeValue) (T, error), what string) ([]T, error) {
+	all := []T{}
+	for ps.HasMorePages() {
+		page, err := ps.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", what, err)
+		}
+		for _, it := range items(page) {
+			v, err := decode(it)
+			if err != nil {
+				return nil, err
+			}
+			all = append(all, v)
+		}
+	}
+	return all, nil
 }

@@ -6,8 +6,50 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
-	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 )
+
+// queueNamePrefix starts every agent queue's name: agents-<agentId>.fifo.
+const queueNamePrefix = "agents-"
+
+// queueName is the name of agent id's queue.
+func queueName(id string) string {
+	return queueNamePrefix + id + ".fifo"
+}
+
+// createQueue creates agent id's FIFO queue with policy, the queue policy
+// granting resourceARN, or finds it: CreateQueue with the same name and
+// attributes returns the existing queue.
+func createQueue(ctx context.Context, q agentQueues, id, resourceARN, policy string) (string, error) {
+	name := queueName(id)
+	out, err := q.CreateQueue(ctx, &sqs.CreateQueueInput{
+		QueueName: aws.String(name),
+		Attributes: map[string]string{
+			string(sqstypes.QueueAttributeNameFifoQueue):                 "true",
+			string(sqstypes.QueueAttributeNameContentBasedDeduplication): "false",
+			// Deduplication per group and throughput per group: groups are
+			// producers, and one busy producer must not slow the others.
+			string(sqstypes.QueueAttributeNameDeduplicationScope):  "messageGroup",
+			string(sqstypes.QueueAttributeNameFifoThroughputLimit): "perMessageGroupId",
+			string(sqstypes.QueueAttributeNamePolicy):              policy,
+		},
+	})
+	switch {
+	case hasCode(err, codeQueueDeletedRecently, codeQueueDeletedRecentlyLegacy):
+		return "", fmt.Errorf("create queue %s for agent %s: %w: %w", name, id, ErrRetryLater, err)
+	case hasCode(err, codeInvalidAttributeValue):
+		// The other attributes are constants and the policy's resource is
+		// the queue's own ARN, so the principal is what SQS refused: since
+		// 2025 it checks that the principal exists.
+		return "", fmt.Errorf("create queue %s for agent %s: %w", name, id, &PrincipalError{
+			Msg:   fmt.Sprintf("SQS rejected the queue policy for principal %s: it must be an existing IAM role, user or account", resourceARN),
+			cause: err,
+		})
+	case err != nil:
+		return "", fmt.Errorf("create queue %s for agent %s: %w", name, id, err)
+	}
+	return aws.ToString(out.QueueUrl), nil
+}
 
 // MaxBatch is the most messages one SendMessages call takes: SQS's limit
 // for SendMessageBatch.
@@ -38,9 +80,9 @@ func (s *Store) SendMessages(ctx context.Context, queueURL string, msgs []QueueM
 	if len(msgs) == 0 {
 		return nil, nil
 	}
-	entries := make([]types.SendMessageBatchRequestEntry, len(msgs))
+	entries := make([]sqstypes.SendMessageBatchRequestEntry, len(msgs))
 	for i, m := range msgs {
-		entries[i] = types.SendMessageBatchRequestEntry{
+		entries[i] = sqstypes.SendMessageBatchRequestEntry{
 			Id:                     aws.String(m.ID),
 			MessageBody:            aws.String(m.Body),
 			MessageGroupId:         aws.String(m.GroupID),

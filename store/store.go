@@ -73,6 +73,9 @@ type Tables struct {
 	Subscribers      string
 	SubscriberEvents string
 	DeadLetters      string
+	// EventIDs holds each producer-chosen eventId's first position for
+	// EventIDWindow (ClaimEventID).
+	EventIDs string
 }
 
 // Agent is a registered agent and its delivery queue.

@@ -45,6 +45,7 @@ func newStoreWithoutTables(t *testing.T) *Store {
 		Subscribers:      awstest.Name(t, "subscribers"),
 		SubscriberEvents: awstest.Name(t, "subscriber-events"),
 		DeadLetters:      awstest.Name(t, "dead-letters"),
+		EventIDs:         awstest.Name(t, "event-ids"),
 	}, testAccount)
 	s.now = tickingClock()
 	return s

@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -30,21 +29,16 @@ const subscribeAttempts = 3
 // that either agent exists.
 func (s *Store) Subscribe(ctx context.Context, producerID, subscriberID string) error {
 	for range subscribeAttempts {
-		_, err := s.db.PutItem(ctx, &dynamodb.PutItemInput{
-			TableName: aws.String(s.tables.Subscribers),
-			Item: map[string]types.AttributeValue{
-				attrProducerID:   attrS(producerID),
-				attrSubscriberID: attrS(subscriberID),
-				attrCreatedAt:    attrS(formatTime(s.now())),
-			},
-			ConditionExpression:      aws.String("attribute_not_exists(#p)"),
-			ExpressionAttributeNames: map[string]string{"#p": attrProducerID},
-		})
-		if err == nil {
-			return nil
-		}
-		if !hasCode(err, codeConditionalCheckFailed) {
+		created, err := putIfAbsent(ctx, s.db, s.tables.Subscribers, map[string]types.AttributeValue{
+			attrProducerID:   attrS(producerID),
+			attrSubscriberID: attrS(subscriberID),
+			attrCreatedAt:    attrS(formatTime(s.now())),
+		}, attrProducerID)
+		if err != nil {
 			return fmt.Errorf("subscribe %s to producer %s: %w", subscriberID, producerID, err)
+		}
+		if created {
+			return nil
 		}
 		done, err := s.resume(ctx, producerID, subscriberID)
 		if err != nil || done {
@@ -130,7 +124,7 @@ func (s *Store) Unsubscribe(ctx context.Context, producerID, subscriberID string
 		ExpressionAttributeNames: map[string]string{"#p": attrProducerID, "#d": attrDeletedAt, "#e": attrExpiresAt},
 		ExpressionAttributeValues: map[string]types.AttributeValue{
 			":d": attrS(formatTime(now)),
-			":e": &types.AttributeValueMemberN{Value: strconv.FormatInt(now.Add(tombstoneTTL).Unix(), 10)},
+			":e": attrN(now.Add(tombstoneTTL).Unix()),
 		},
 	})
 	if err != nil && !hasCode(err, codeConditionalCheckFailed) {
@@ -143,13 +137,13 @@ func (s *Store) Unsubscribe(ctx context.Context, producerID, subscriberID string
 // ordered by subscriber id, ended ones (DeletedAt set) included: whether an
 // event goes to a subscriber depends on when the event arrived.
 func (s *Store) Subscribers(ctx context.Context, producerID string) ([]Subscription, error) {
-	subs, err := s.querySubscriptions(ctx, &dynamodb.QueryInput{
+	subs, err := queryAll(ctx, s, &dynamodb.QueryInput{
 		TableName:                 aws.String(s.tables.Subscribers),
 		KeyConditionExpression:    aws.String("#k = :v"),
 		ExpressionAttributeNames:  map[string]string{"#k": attrProducerID},
 		ExpressionAttributeValues: map[string]types.AttributeValue{":v": attrS(producerID)},
 		ConsistentRead:            aws.Bool(true),
-	})
+	}, s.decodeSubscription)
 	if err != nil {
 		return nil, fmt.Errorf("subscribers of producer %s: %w", producerID, err)
 	}
@@ -160,13 +154,13 @@ func (s *Store) Subscribers(ctx context.Context, producerID string) ([]Subscript
 // producer id. It reads a global secondary index, so a subscription made a
 // moment ago may be missing.
 func (s *Store) Producers(ctx context.Context, subscriberID string) ([]Subscription, error) {
-	subs, err := s.querySubscriptions(ctx, &dynamodb.QueryInput{
+	subs, err := queryAll(ctx, s, &dynamodb.QueryInput{
 		TableName:                 aws.String(s.tables.Subscribers),
 		IndexName:                 aws.String(indexSubscriberID),
 		KeyConditionExpression:    aws.String("#k = :v"),
 		ExpressionAttributeNames:  map[string]string{"#k": attrSubscriberID},
 		ExpressionAttributeValues: map[string]types.AttributeValue{":v": attrS(subscriberID)},
-	})
+	}, s.decodeSubscription)
 	if err != nil {
 		return nil, fmt.Errorf("producers followed by %s: %w", subscriberID, err)
 	}
@@ -177,29 +171,6 @@ func (s *Store) Producers(ctx context.Context, subscriberID string) ([]Subscript
 		}
 	}
 	return live, nil
-}
-
-// querySubscriptions runs in over all pages and decodes the items.
-func (s *Store) querySubscriptions(ctx context.Context, in *dynamodb.QueryInput) ([]Subscription, error) {
-	if s.pageSize > 0 {
-		in.Limit = aws.Int32(s.pageSize)
-	}
-	subs := []Subscription{}
-	pages := dynamodb.NewQueryPaginator(s.db, in)
-	for pages.HasMorePages() {
-		page, err := pages.NextPage(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("query table %s: %w", s.tables.Subscribers, err)
-		}
-		for _, it := range page.Items {
-			sub, err := s.decodeSubscription(it)
-			if err != nil {
-				return nil, err
-			}
-			subs = append(subs, sub)
-		}
-	}
-	return subs, nil
 }
 
 // subscriptionKey is the key of one Subscribers item.

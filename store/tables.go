@@ -77,8 +77,9 @@ const (
 )
 
 // CreateTables creates each missing table (Agents, Subscribers,
-// SubscriberEvents, DeadLetters and every named KCL lease table), all
-// on-demand, waits until each is ACTIVE and enables TTL on SubscriberEvents.
+// SubscriberEvents, DeadLetters, EventIDs and every named KCL lease table),
+// all on-demand, waits until each is ACTIVE and enables TTL on
+// SubscriberEvents, Subscribers and EventIDs.
 // A table that already exists, or that a concurrent caller creates first,
 // counts as created; its schema is not checked. It is idempotent and safe to
 // call from several processes at once. ctx bounds the whole wait.
@@ -104,7 +105,7 @@ func (s *Store) CreateTables(ctx context.Context, leaseTables ...string) error {
 			return fmt.Errorf("wait for table %s to be active: %w", aws.ToString(name), err)
 		}
 	}
-	for _, table := range []string{s.tables.SubscriberEvents, s.tables.Subscribers} {
+	for _, table := range []string{s.tables.SubscriberEvents, s.tables.Subscribers, s.tables.EventIDs} {
 		if err := s.enableTTL(ctx, table); err != nil {
 			return err
 		}
@@ -148,6 +149,11 @@ func (s *Store) tableDefinitions(leaseTables []string) []*dynamodb.CreateTableIn
 			TableName:            aws.String(s.tables.DeadLetters),
 			KeySchema:            keySchema(attrID, ""),
 			AttributeDefinitions: stringAttributes(attrID),
+		},
+		{
+			TableName:            aws.String(s.tables.EventIDs),
+			KeySchema:            keySchema(attrProducerID, attrEventID),
+			AttributeDefinitions: stringAttributes(attrProducerID, attrEventID),
 		},
 	}
 	for _, name := range leaseTables {
@@ -257,4 +263,21 @@ func (s *Store) Ping(ctx context.Context) error {
 		return fmt.Errorf("read table %s: %w", s.tables.Agents, err)
 	}
 	return nil
+}
+
+// MissingTables returns the names of the tables that do not exist, of
+// fanout's (those named in Tables) and of leaseTables, in that order. Any
+// other failure to describe a table is returned as an error.
+func (s *Store) MissingTables(ctx context.Context, leaseTables ...string) ([]string, error) {
+	var missing []string
+	for _, in := range s.tableDefinitions(leaseTables) {
+		_, err := s.db.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: in.TableName})
+		switch {
+		case hasCode(err, codeResourceNotFound):
+			missing = append(missing, aws.ToString(in.TableName))
+		case err != nil:
+			return nil, fmt.Errorf("describe table %s: %w", aws.ToString(in.TableName), err)
+		}
+	}
+	return missing, nil
 }
