@@ -136,6 +136,7 @@ func TestBinary(t *testing.T) {
 			"FANOUT_AGGREGATOR_LEASE_TABLE="+n+"-aggregator",
 			"FANOUT_PUBLISHER_LEASE_TABLE="+n+"-publisher",
 			"FANOUT_SHUTDOWN_TIMEOUT=10s",
+			"FANOUT_AUTH=none", // this test is about shutdown; TestAuthByDefault about auth
 		)
 		stderr, err := cmd.StderrPipe()
 		if err != nil {
