@@ -2,7 +2,6 @@ package auth_test
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -30,25 +29,7 @@ func presign(t *testing.T, cfg aws.Config, audience string, edit func(*url.URL))
 	if edit == nil {
 		return tok
 	}
-	raw, err := base64.RawURLEncoding.DecodeString(strings.TrimPrefix(tok, auth.TokenPrefix))
-	if err != nil {
-		t.Fatal(err)
-	}
-	u, err := url.Parse(string(raw))
-	if err != nil {
-		t.Fatal(err)
-	}
-	edit(u)
-	return auth.EncodeToken(u.String())
-}
-
-// setParam is an edit that sets query parameter k to v.
-func setParam(k, v string) func(*url.URL) {
-	return func(u *url.URL) {
-		q := u.Query()
-		q.Set(k, v)
-		u.RawQuery = q.Encode()
-	}
+	return awstest.EditToken(t, tok, edit)
 }
 
 func newVerifier(t *testing.T, cfg aws.Config) *auth.Verifier {
@@ -90,15 +71,11 @@ func TestVerify(t *testing.T) {
 		name, token, says string
 	}{
 		{"other audience", presign(t, cfg, "other-deployment", nil), "SignatureDoesNotMatch"},
-		{"tampered signature", presign(t, cfg, "fanout", func(u *url.URL) {
-			sig := []byte(u.Query().Get("X-Amz-Signature"))
-			sig[0] ^= 1
-			setParam("X-Amz-Signature", string(sig))(u)
-		}), "SignatureDoesNotMatch"},
+		{"tampered signature", presign(t, cfg, "fanout", awstest.FlipSignature), "SignatureDoesNotMatch"},
 		{"unknown key", presign(t, credsConfig(cfg, stranger), "fanout", nil), "InvalidClientTokenId"},
-		{"expired", presign(t, cfg, "fanout", setParam("X-Amz-Date", time.Now().Add(-16*time.Minute).UTC().Format("20060102T150405Z"))), "expired"},
-		{"too long", presign(t, cfg, "fanout", setParam("X-Amz-Expires", "901")), "X-Amz-Expires"},
-		{"other action", presign(t, cfg, "fanout", setParam("Action", "AssumeRole")), "GetCallerIdentity"},
+		{"expired", presign(t, cfg, "fanout", awstest.SetParam("X-Amz-Date", time.Now().Add(-16*time.Minute).UTC().Format("20060102T150405Z"))), "expired"},
+		{"too long", presign(t, cfg, "fanout", awstest.SetParam("X-Amz-Expires", "901")), "X-Amz-Expires"},
+		{"other action", presign(t, cfg, "fanout", awstest.SetParam("Action", "AssumeRole")), "GetCallerIdentity"},
 		{"other path", presign(t, cfg, "fanout", func(u *url.URL) { u.Path = "/admin" }), "path"},
 		{"extra parameter", presign(t, cfg, "fanout", func(u *url.URL) { u.RawQuery += "&RoleArn=x" }), "RoleArn"},
 		{"not a token", "Basic abc", "fanout-v1."},

@@ -80,9 +80,10 @@ func (s *STS) Add(tb testing.TB, arn string) Identity {
 	return id
 }
 
-// AddStatic makes an identity for arn with the given static credentials
-// (the emulator's "test"/"test", so that fanout itself is known).
-func (s *STS) AddStatic(arn, accessKey, secretKey string) {
+// AddDefault makes arn the identity of Config's static credentials, so
+// that a fanout running on Config (which asks STS for its account at
+// start) is known.
+func (s *STS) AddDefault(arn string) {
 	parts := strings.SplitN(arn, ":", 6)
 	s.mu.Lock()
 	defer s.mu.Unlock()
