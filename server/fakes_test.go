@@ -263,17 +263,3 @@ func checkErrorContains(t *testing.T, rec *httptest.ResponseRecorder, status int
 		}
 	}
 }
-
-// SubscribersPolicy: no agent of the fakes set one (the default applies).
-func (f *fakeAgents) SubscribersPolicy(ctx context.Context, id string) ([]string, bool, error) {
-	return nil, false, nil
-}
-
-func (f *fakeAgents) SetSubscribersPolicy(ctx context.Context, id string, allow []string) error {
-	return nil
-}
-
-// Subscribers: the fakes know subscriptions by subscriber only.
-func (f *fakeSubs) Subscribers(ctx context.Context, producerID string) ([]store.Subscription, error) {
-	return nil, f.err
-}
