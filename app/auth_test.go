@@ -33,7 +33,7 @@ type iamEnv struct {
 	admin     awstest.Identity
 }
 
-func newIAMEnv(t *testing.T) *iamEnv {
+func newIAMEnv(t testing.TB) *iamEnv {
 	t.Helper()
 	e := newEnv(t)
 	s := awstest.NewSTS(t)
@@ -54,7 +54,7 @@ type caller struct {
 	sqs    *sqs.Client
 }
 
-func (e *iamEnv) caller(t *testing.T, s *service, id awstest.Identity) caller {
+func (e *iamEnv) caller(t testing.TB, s *service, id awstest.Identity) caller {
 	t.Helper()
 	cfg := e.sts.Config(t, id)
 	return caller{id: id, client: client.New(client.Config{URL: s.url, AWS: cfg}), sqs: sqs.NewFromConfig(cfg)}
@@ -62,7 +62,7 @@ func (e *iamEnv) caller(t *testing.T, s *service, id awstest.Identity) caller {
 
 // roleCaller is a session of a fresh role of account, and that role's ARN
 // with path (which its sessions' ARNs lack).
-func (e *iamEnv) roleCaller(t *testing.T, s *service, account, name string) (caller, string) {
+func (e *iamEnv) roleCaller(t testing.TB, s *service, account, name string) (caller, string) {
 	t.Helper()
 	role := awstest.Name(t, name)
 	c := e.caller(t, s, e.sts.Add(t, "arn:aws:sts::"+account+":assumed-role/"+role+"/session-1"))
