@@ -84,16 +84,7 @@ func TestBinary(t *testing.T) {
 
 	t.Run("missing resources stop it at start, each named", func(t *testing.T) {
 		n := awstest.Name(t, "missing")
-		msg := stopsWith(t, append(awstest.ProcessEnv(t),
-			"FANOUT_STREAM="+n+"-events",
-			"FANOUT_AGENTS_TABLE="+n+"-agents",
-			"FANOUT_SUBSCRIBERS_TABLE="+n+"-subscribers",
-			"FANOUT_SUBSCRIBER_EVENTS_TABLE="+n+"-subscriber-events",
-			"FANOUT_DEAD_LETTERS_TABLE="+n+"-dead-letters",
-			"FANOUT_EVENT_IDS_TABLE="+n+"-event-ids",
-			"FANOUT_AGGREGATOR_LEASE_TABLE="+n+"-aggregator",
-			"FANOUT_PUBLISHER_LEASE_TABLE="+n+"-publisher",
-		))
+		msg := stopsWith(t, append(awstest.ProcessEnv(t), resourceEnv(n)...))
 		for _, want := range []string{
 			"table " + n + "-agents (FANOUT_AGENTS_TABLE)", "table " + n + "-subscribers (FANOUT_SUBSCRIBERS_TABLE)",
 			"table " + n + "-subscriber-events (FANOUT_SUBSCRIBER_EVENTS_TABLE)", "table " + n + "-dead-letters (FANOUT_DEAD_LETTERS_TABLE)",
@@ -136,11 +127,7 @@ func TestBinary(t *testing.T) {
 		addr := awstest.FreeAddr(t)
 		n := awstest.Name(t, "iam")
 		cmd := exec.Command(bin)
-		cmd.Env = append(awstest.ProcessEnv(t), "FANOUT_ADDR="+addr, "FANOUT_CREATE_RESOURCES=true",
-			"FANOUT_STREAM="+n+"-events", "FANOUT_AGENTS_TABLE="+n+"-agents", "FANOUT_SUBSCRIBERS_TABLE="+n+"-subscribers",
-			"FANOUT_SUBSCRIBER_EVENTS_TABLE="+n+"-subscriber-events", "FANOUT_DEAD_LETTERS_TABLE="+n+"-dead-letters",
-			"FANOUT_EVENT_IDS_TABLE="+n+"-event-ids", "FANOUT_AGGREGATOR_LEASE_TABLE="+n+"-aggregator",
-			"FANOUT_PUBLISHER_LEASE_TABLE="+n+"-publisher")
+		cmd.Env = append(append(awstest.ProcessEnv(t), resourceEnv(n)...), "FANOUT_ADDR="+addr, "FANOUT_CREATE_RESOURCES=true")
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -166,19 +153,11 @@ func TestBinary(t *testing.T) {
 		addr := awstest.FreeAddr(t)
 		n := awstest.Name(t, "bin")
 		cmd := exec.Command(bin)
-		cmd.Env = append(awstest.ProcessEnv(t),
+		cmd.Env = append(append(awstest.ProcessEnv(t), resourceEnv(n)...),
 			"FANOUT_ADDR="+addr,
 			"FANOUT_CREATE_RESOURCES=true",
-			"FANOUT_STREAM="+n+"-events",
-			"FANOUT_AGENTS_TABLE="+n+"-agents",
-			"FANOUT_SUBSCRIBERS_TABLE="+n+"-subscribers",
-			"FANOUT_SUBSCRIBER_EVENTS_TABLE="+n+"-subscriber-events",
-			"FANOUT_DEAD_LETTERS_TABLE="+n+"-dead-letters",
-			"FANOUT_EVENT_IDS_TABLE="+n+"-event-ids",
-			"FANOUT_AGGREGATOR_LEASE_TABLE="+n+"-aggregator",
-			"FANOUT_PUBLISHER_LEASE_TABLE="+n+"-publisher",
 			"FANOUT_SHUTDOWN_TIMEOUT=10s",
-			"FANOUT_AUTH=none", // this test is about shutdown; TestAuthByDefault about auth
+			"FANOUT_AUTH=none", // this test is about shutdown; the one above about auth
 		)
 		stderr, err := cmd.StderrPipe()
 		if err != nil {
@@ -305,6 +284,20 @@ func TestBinary(t *testing.T) {
 			t.Error("FANOUT_AUTH=none logged no warning at start")
 		}
 	})
+}
+
+// resourceEnv names a stream and tables of fanout's own, starting with n.
+func resourceEnv(n string) []string {
+	return []string{
+		"FANOUT_STREAM=" + n + "-events",
+		"FANOUT_AGENTS_TABLE=" + n + "-agents",
+		"FANOUT_SUBSCRIBERS_TABLE=" + n + "-subscribers",
+		"FANOUT_SUBSCRIBER_EVENTS_TABLE=" + n + "-subscriber-events",
+		"FANOUT_DEAD_LETTERS_TABLE=" + n + "-dead-letters",
+		"FANOUT_EVENT_IDS_TABLE=" + n + "-event-ids",
+		"FANOUT_AGGREGATOR_LEASE_TABLE=" + n + "-aggregator",
+		"FANOUT_PUBLISHER_LEASE_TABLE=" + n + "-publisher",
+	}
 }
 
 func drain(logs chan string) string {

@@ -36,7 +36,7 @@ type Principal struct {
 // other ARNs are refused: no agent or admin can be one.
 func ParsePrincipal(arn string) (Principal, error) {
 	parts := strings.SplitN(arn, ":", 6)
-	if len(parts) != 6 || parts[0] != "arn" || parts[1] == "" || parts[3] != "" || !isAccountID(parts[4]) {
+	if len(parts) != 6 || parts[0] != "arn" || parts[1] == "" || parts[3] != "" || !IsAccountID(parts[4]) {
 		return Principal{}, fmt.Errorf("%q is not an IAM or STS principal ARN (arn:aws:iam::123456789012:role/name)", arn)
 	}
 	p := Principal{Partition: parts[1], Account: parts[4], ARN: arn}
@@ -83,7 +83,8 @@ func (p Principal) MatchesARN(arn string) bool {
 	return err == nil && p.Matches(q)
 }
 
-func isAccountID(s string) bool {
+// IsAccountID reports whether s is an AWS account id: 12 digits.
+func IsAccountID(s string) bool {
 	if len(s) != 12 {
 		return false
 	}

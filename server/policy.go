@@ -168,7 +168,7 @@ func parsePolicy(w http.ResponseWriter, r *http.Request) ([]string, error) {
 	}
 	allow := make([]string, 0, len(*req.Allow))
 	for i, e := range *req.Allow {
-		if e == "*" || isAccountID(e) {
+		if e == "*" || auth.IsAccountID(e) {
 			allow = append(allow, e)
 			continue
 		}
