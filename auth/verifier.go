@@ -188,8 +188,14 @@ func stsError(err error) error {
 	if ae, ok := errors.AsType[*Error](err); ok {
 		return ae
 	}
+	if ue, ok := errors.AsType[*url.Error](err); ok {
+		// No answer (the SDK reports it as a response of status 0). The
+		// error's message holds the whole presigned URL, a credential:
+		// keep only what failed, for the log.
+		return fmt.Errorf("%w: %s STS: %w", ErrUnavailable, ue.Op, ue.Err)
+	}
 	re, ok := errors.AsType[*awshttp.ResponseError](err)
-	if !ok {
+	if !ok || re.HTTPStatusCode() == 0 {
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	code := ""

@@ -154,6 +154,27 @@ func TestVerifyOutage(t *testing.T) {
 	}
 }
 
+// TestVerifyUnreachable: STS not answering at all is ErrUnavailable too,
+// and the error (which the server logs) does not hold the token's URL.
+func TestVerifyUnreachable(t *testing.T) {
+	t.Parallel()
+	s := awstest.NewSTS(t)
+	id := s.Add(t, "arn:aws:iam::111122223333:user/alice")
+	gone := httptest.NewServer(http.NotFoundHandler())
+	gone.Close() // its address now refuses connections
+	cfg := awstest.Config(t)
+	cfg.BaseEndpoint = aws.String(gone.URL)
+	v := newVerifier(t, cfg)
+	tok := presign(t, credsConfig(cfg, id.Credentials), "fanout", nil)
+	_, err := v.Verify(context.Background(), tok)
+	if !errors.Is(err, auth.ErrUnavailable) {
+		t.Fatalf("Verify with STS unreachable = %v, want ErrUnavailable", err)
+	}
+	if strings.Contains(err.Error(), "X-Amz-Signature") || strings.Contains(err.Error(), id.Credentials.AccessKeyID) {
+		t.Errorf("error %q holds the token", err)
+	}
+}
+
 // BenchmarkVerify is the verifier alone: a cached token (a SHA-256 and a
 // map lookup) and an uncached one (an STS round trip, here to the test STS
 // on loopback; against AWS, a regional STS round trip instead):
