@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"go.uber.org/zap"
+
 	"github.com/fanout/fanout/auth"
 )
 
@@ -161,5 +163,41 @@ func TestSubscribersPolicy(t *testing.T) {
 	checkErrorContains(t, f.doJSON(t, "PUT", "/agents/l/subscriptions/p", ""), 403, "producer p", "allows 210987654321", "PUT /agents/p/subscribers-policy")
 	for _, body := range []string{`{}`, `{"allow":["12"]}`, `{"allow":["arn:aws:iam::123456789012:group/g"]}`, `{"allow":"*"}`} {
 		checkStatus(t, f.doJSON(t, "PUT", "/agents/p/subscribers-policy", body), 400)
+	}
+}
+
+// narrowingAgents narrows producer p's subscribers-policy to no one right
+// after a subscribe has read it: the race a concurrent PUT of the policy
+// can win.
+type narrowingAgents struct {
+	*recordingAgents
+	reads int
+}
+
+func (a *narrowingAgents) SubscribersPolicy(ctx context.Context, id string) ([]string, bool, error) {
+	allow, set, err := a.recordingAgents.SubscribersPolicy(ctx, id)
+	if a.reads++; a.reads == 1 {
+		if err := a.recordingAgents.SetSubscribersPolicy(ctx, id, []string{}); err != nil {
+			return nil, false, err
+		}
+	}
+	return allow, set, err
+}
+
+// TestSubscribeRacingANarrowedPolicy: a subscription whose policy was
+// narrowed while it was being written is undone and refused, so the PUT of
+// the policy, which may have listed the subscribers before it was written,
+// cannot leave it behind.
+func TestSubscribeRacingANarrowedPolicy(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, Config{}, "p", "l")
+	agents := &narrowingAgents{recordingAgents: f.agents}
+	h := New(Config{}, agents, f.subs, f.pub, f.ready, zap.NewNop())
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("PUT", "/agents/l/subscriptions/p", nil))
+	checkErrorContains(t, rec, 403, "producer p")
+	subs, err := f.store.Subscribers(context.Background(), "p")
+	if err != nil || len(subs) != 1 || subs[0].DeletedAt.IsZero() {
+		t.Errorf("subscriptions of p = %+v, %v; want the one written, ended again", subs, err)
 	}
 }
