@@ -219,7 +219,7 @@ type fanned struct {
 	seq     string
 	events  []event.Event
 	subs    []follower
-	dropped []bool   // per event: a repeat, delivered to no one
+	dropped []bool // per event: a repeat, delivered to no one
 }
 
 // fanOut parses one record and finds the subscribers of its producer that
