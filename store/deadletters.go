@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"maps"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -79,6 +80,7 @@ func (s *Store) PutDeadLetter(ctx context.Context, d DeadLetter) (created bool, 
 	if len(d.Data) > 0 {
 		it[attrData] = &types.AttributeValueMemberB{Value: d.Data}
 	}
+	maps.Copy(it, deadLetterIndexes(d))
 	if err := checkItem(it, attrID, ""); err != nil {
 		return false, fmt.Errorf("put dead letter %s (shard %s, seq %s): %w", d.ID, d.ShardID, d.Seq, err)
 	}
@@ -96,22 +98,39 @@ func (s *Store) DeadLetters(ctx context.Context) ([]DeadLetter, error) {
 	return scanAll(ctx, s, in, s.decodeDeadLetter)
 }
 
+// owner returns string attribute name of a dead letter, "" when it is
+// absent (letters written before it existed) or noOwner.
+func (r *reader) owner(name string) string {
+	if _, ok := r.item[name]; !ok {
+		return ""
+	}
+	if v := r.str(name); v != noOwner {
+		return v
+	}
+	return ""
+}
+
 // decodeDeadLetter reads a DeadLetters item.
 func (s *Store) decodeDeadLetter(it map[string]types.AttributeValue) (DeadLetter, error) {
 	r := reader{item: it}
 	d := DeadLetter{
-		ID:      r.str(attrID),
-		Stage:   r.str(attrStage),
-		Reason:  r.str(attrReason),
-		ShardID: r.str(attrShardID),
-		Seq:     r.str(attrSeq),
-		Data:    r.bytes(attrData),
-		At:      r.time(attrCreatedAt),
+		ID:           r.str(attrID),
+		Stage:        r.str(attrStage),
+		ProducerID:   r.owner(attrProducerID),
+		SubscriberID: r.owner(attrSubscriberID),
+		Reason:       r.str(attrReason),
+		ShardID:      r.str(attrShardID),
+		Seq:          r.str(attrSeq),
+		Data:         r.bytes(attrData),
+		At:           r.time(attrCreatedAt),
 	}
 	// Dead letters written before truncation existed have neither
 	// attribute, and their data is whole.
 	d.DataBytes = r.number(attrDataBytes, len(d.Data))
 	d.Truncated = r.boolean(attrTruncated)
+	if _, ok := it[attrRedrivenAt]; ok {
+		d.RedrivenAt = r.time(attrRedrivenAt)
+	}
 	if r.err != nil {
 		return DeadLetter{}, fmt.Errorf("table %s: %w", s.tables.DeadLetters, r.err)
 	}

@@ -118,19 +118,40 @@ type SubscriberEvent struct {
 // PutDeadLetter keeps at most the first 256 KiB of Data and 4 KiB of
 // Reason, so that every dead letter fits in a DynamoDB item.
 type DeadLetter struct {
-	ID      string // deterministic, so a replay does not add a second one
-	Stage   string // "aggregator" or "publisher"
-	Reason  string
-	ShardID string
-	Seq     string
-	Data    []byte // the record, or its first 256 KiB
-	At      time.Time
+	ID    string // deterministic, so a replay does not add a second one
+	Stage string // "aggregator" or "publisher"
+	// ProducerID and SubscriberID are whose events it holds, when known:
+	// a record's partition key, a message's subscriber.
+	ProducerID   string
+	SubscriberID string
+	Reason       string
+	ShardID      string
+	Seq          string
+	Data         []byte // the record, or its first 256 KiB
+	At           time.Time
 	// DataBytes is the length of the record before truncation and
 	// Truncated says whether Data is shorter. PutDeadLetter sets both
 	// from Data; the values a caller gives are ignored.
 	DataBytes int
 	Truncated bool
+	// RedrivenAt is when it was last redriven (MarkRedriven); zero if never.
+	RedrivenAt time.Time
 }
+
+// DeadLetterQuery selects dead letters to list: those matching every
+// non-empty field, newest first, at most Limit (0: DefaultDeadLetterPage)
+// after Cursor (a previous page's next cursor; "" for the first page).
+type DeadLetterQuery struct {
+	Stage, ProducerID, SubscriberID string
+	Limit                           int
+	Cursor                          string
+}
+
+// Bounds of one page of dead letters.
+const (
+	DefaultDeadLetterPage = 50
+	MaxDeadLetterPage     = 500
+)
 
 // QueueMessage is one SQS FIFO message to send.
 type QueueMessage struct {

@@ -39,10 +39,15 @@ const (
 	// The TTL attribute of SubscriberEvents and Subscribers.
 	attrExpiresAt = "expiresAt"
 
-	// DeadLetters.
-	attrID     = "id"
-	attrStage  = "stage"
-	attrReason = "reason"
+	// DeadLetters. attrListKey (createdAt#id) sorts every index of dead
+	// letters newest last; attrListAll is one value for all of them, the
+	// partition of the index that lists them all.
+	attrID         = "id"
+	attrStage      = "stage"
+	attrReason     = "reason"
+	attrListKey    = "listKey"
+	attrListAll    = "listAll"
+	attrRedrivenAt = "redrivenAt"
 
 	// Shared by several tables.
 	attrCreatedAt = "createdAt"
@@ -61,6 +66,12 @@ const (
 	indexResourceARN = "resourceArn-index"
 	// indexSubscriberID lists the producers a subscriber follows.
 	indexSubscriberID = "subscriberId-index"
+	// Dead letters by time: all of them, or of one stage, producer or
+	// subscriber.
+	indexDeadLettersAll        = "all-index"
+	indexDeadLettersStage      = "stage-index"
+	indexDeadLettersProducer   = "producer-index"
+	indexDeadLettersSubscriber = "subscriber-index"
 )
 
 // pingKey is the agent id Ping reads: not a UUID, so no agent has it.
@@ -150,7 +161,13 @@ func (s *Store) tableDefinitions(leaseTables []string) []*dynamodb.CreateTableIn
 		{
 			TableName:            aws.String(s.tables.DeadLetters),
 			KeySchema:            keySchema(attrID, ""),
-			AttributeDefinitions: stringAttributes(attrID),
+			AttributeDefinitions: stringAttributes(attrID, attrListKey, attrListAll, attrStage, attrProducerID, attrSubscriberID),
+			GlobalSecondaryIndexes: []types.GlobalSecondaryIndex{
+				deadLetterIndex(indexDeadLettersAll, attrListAll),
+				deadLetterIndex(indexDeadLettersStage, attrStage),
+				deadLetterIndex(indexDeadLettersProducer, attrProducerID),
+				deadLetterIndex(indexDeadLettersSubscriber, attrSubscriberID),
+			},
 		},
 		{
 			TableName:            aws.String(s.tables.EventIDs),
@@ -169,6 +186,15 @@ func (s *Store) tableDefinitions(leaseTables []string) []*dynamodb.CreateTableIn
 		d.BillingMode = types.BillingModePayPerRequest
 	}
 	return defs
+}
+
+// deadLetterIndex is a GSI listing dead letters by partition, by time.
+func deadLetterIndex(name, partition string) types.GlobalSecondaryIndex {
+	return types.GlobalSecondaryIndex{
+		IndexName:  aws.String(name),
+		KeySchema:  keySchema(partition, attrListKey),
+		Projection: &types.Projection{ProjectionType: types.ProjectionTypeAll},
+	}
 }
 
 // keySchema is a partition key and, unless sortKey is empty, a sort key.

@@ -47,7 +47,7 @@ func TestCreateTables(t *testing.T) {
 		{s.tables.Agents, "agentId", "", []index{{"resourceArn-index", "resourceArn", ""}}, false},
 		{s.tables.Subscribers, "producerId", "subscriberId", []index{{"subscriberId-index", "subscriberId", "producerId"}}, false},
 		{s.tables.SubscriberEvents, "subscriberId", "timestamp", nil, true},
-		{s.tables.DeadLetters, "id", "", nil, false},
+		{s.tables.DeadLetters, "id", "", []index{{"all-index", "listAll", "listKey"}, {"stage-index", "stage", "listKey"}, {"producer-index", "producerId", "listKey"}, {"subscriber-index", "subscriberId", "listKey"}}, false},
 		{lease, "ShardID", "", nil, false},
 	} {
 		out, err := db.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(tc.table)})

@@ -2,8 +2,13 @@ package memstore
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
 	"slices"
+	"strings"
+	"time"
+
+	"github.com/fanout/fanout/event"
 
 	"github.com/fanout/fanout/store"
 )
@@ -52,4 +57,89 @@ func (s *Store) DeadLetters(ctx context.Context) ([]store.DeadLetter, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]store.DeadLetter{}, s.deadLetters...), nil
+}
+
+// ListDeadLetters is store.(*Store).ListDeadLetters: the dead letters q
+// selects, newest first (by time, then id), one page and the next page's
+// cursor.
+func (s *Store) ListDeadLetters(ctx context.Context, q store.DeadLetterQuery) ([]store.DeadLetter, string, error) {
+	if err := ctxErr(ctx, "list dead letters"); err != nil {
+		return nil, "", err
+	}
+	limit := q.Limit
+	if limit <= 0 {
+		limit = store.DefaultDeadLetterPage
+	}
+	limit = min(limit, store.MaxDeadLetterPage)
+	var after string
+	if q.Cursor != "" {
+		b, err := base64.RawURLEncoding.DecodeString(q.Cursor)
+		if err != nil || len(b) == 0 {
+			return nil, "", store.ErrBadCursor
+		}
+		after = string(b)
+	}
+	s.mu.Lock()
+	all := slices.Clone(s.deadLetters)
+	s.mu.Unlock()
+	key := func(d store.DeadLetter) string { return d.At.Format(event.TimeLayout) + "#" + d.ID }
+	slices.SortFunc(all, func(a, b store.DeadLetter) int { return strings.Compare(key(b), key(a)) })
+	var out []store.DeadLetter
+	for _, d := range all {
+		if after != "" && key(d) >= after {
+			continue
+		}
+		if (q.Stage != "" && d.Stage != q.Stage) || (q.ProducerID != "" && d.ProducerID != q.ProducerID) || (q.SubscriberID != "" && d.SubscriberID != q.SubscriberID) {
+			continue
+		}
+		out = append(out, d)
+		if len(out) == limit {
+			return out, base64.RawURLEncoding.EncodeToString([]byte(key(d))), nil
+		}
+	}
+	return out, "", nil
+}
+
+// DeadLetter returns the dead letter id; the error wraps store.ErrNotFound
+// when there is none.
+func (s *Store) DeadLetter(ctx context.Context, id string) (store.DeadLetter, error) {
+	if err := ctxErr(ctx, "get dead letter "+id); err != nil {
+		return store.DeadLetter{}, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i := slices.IndexFunc(s.deadLetters, func(l store.DeadLetter) bool { return l.ID == id })
+	if i < 0 {
+		return store.DeadLetter{}, fmt.Errorf("get dead letter %s: %w", id, store.ErrNotFound)
+	}
+	d := s.deadLetters[i]
+	d.Data = slices.Clone(d.Data)
+	return d, nil
+}
+
+// DeleteDeadLetter discards the dead letter id (idempotent).
+func (s *Store) DeleteDeadLetter(ctx context.Context, id string) error {
+	if err := ctxErr(ctx, "delete dead letter "+id); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.deadLetters = slices.DeleteFunc(s.deadLetters, func(l store.DeadLetter) bool { return l.ID == id })
+	return nil
+}
+
+// MarkRedriven records when the dead letter id was redriven; the error
+// wraps store.ErrNotFound when it is gone.
+func (s *Store) MarkRedriven(ctx context.Context, id string, at time.Time) error {
+	if err := ctxErr(ctx, "mark dead letter "+id+" redriven"); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i := slices.IndexFunc(s.deadLetters, func(l store.DeadLetter) bool { return l.ID == id })
+	if i < 0 {
+		return fmt.Errorf("mark dead letter %s redriven: %w", id, store.ErrNotFound)
+	}
+	s.deadLetters[i].RedrivenAt = stored(at)
+	return nil
 }

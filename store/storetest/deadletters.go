@@ -3,6 +3,7 @@ package storetest
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"reflect"
 	"slices"
 	"strings"
@@ -105,5 +106,104 @@ func testPutDeadLetterRejects(t *testing.T, h Harness) {
 	}
 	if got := deadLetters(t, s); len(got) != 0 {
 		t.Errorf("DeadLetters = %+v, want none", got)
+	}
+}
+
+// testListDeadLetters: dead letters are listed newest first, page by page
+// with a cursor and nothing missed or repeated at a page edge, filtered by
+// stage, producer and subscriber (alone or together); one is read by id,
+// marked redriven and deleted (idempotently).
+func testListDeadLetters(t *testing.T, h Harness) {
+	s := h.New(t)
+	ctx := testContext(t)
+	base := time.Date(2025, 7, 1, 12, 0, 0, 0, time.UTC)
+	var all []store.DeadLetter // newest first
+	for i := range 7 {
+		d := store.DeadLetter{ID: fmt.Sprintf("dl-%d", i), Stage: []string{"aggregator", "publisher"}[i%2],
+			ProducerID: []string{"p1", "p2"}[i%3%2], Reason: "r", ShardID: "shard", Seq: fmt.Sprint(i), At: base.Add(time.Duration(i) * time.Second)}
+		if d.Stage == "publisher" {
+			d.SubscriberID = "s1"
+		}
+		putDeadLetter(t, s, d)
+		all = append([]store.DeadLetter{d}, all...)
+	}
+	ids := func(dls []store.DeadLetter) string {
+		var out []string
+		for _, d := range dls {
+			out = append(out, d.ID)
+		}
+		return strings.Join(out, ",")
+	}
+	list := func(q store.DeadLetterQuery) []store.DeadLetter {
+		t.Helper()
+		var got []store.DeadLetter
+		for {
+			page, next, err := s.ListDeadLetters(ctx, q)
+			if err != nil {
+				t.Fatalf("ListDeadLetters(%+v): %v", q, err)
+			}
+			if q.Limit > 0 && len(page) > q.Limit {
+				t.Fatalf("ListDeadLetters(%+v): a page of %d", q, len(page))
+			}
+			got = append(got, page...)
+			if next == "" {
+				return got
+			}
+			q.Cursor = next
+		}
+	}
+	want := func(keep func(store.DeadLetter) bool) string {
+		var out []store.DeadLetter
+		for _, d := range all {
+			if keep(d) {
+				out = append(out, d)
+			}
+		}
+		return ids(out)
+	}
+	for _, tc := range []struct {
+		name string
+		q    store.DeadLetterQuery
+		keep func(store.DeadLetter) bool
+	}{
+		{"all in one page", store.DeadLetterQuery{}, func(store.DeadLetter) bool { return true }},
+		{"all, pages of 2", store.DeadLetterQuery{Limit: 2}, func(store.DeadLetter) bool { return true }},
+		{"all, pages of 1", store.DeadLetterQuery{Limit: 1}, func(store.DeadLetter) bool { return true }},
+		{"stage", store.DeadLetterQuery{Stage: "aggregator", Limit: 2}, func(d store.DeadLetter) bool { return d.Stage == "aggregator" }},
+		{"producer", store.DeadLetterQuery{ProducerID: "p2", Limit: 1}, func(d store.DeadLetter) bool { return d.ProducerID == "p2" }},
+		{"subscriber", store.DeadLetterQuery{SubscriberID: "s1"}, func(d store.DeadLetter) bool { return d.SubscriberID == "s1" }},
+		{"stage and producer", store.DeadLetterQuery{Stage: "publisher", ProducerID: "p1", Limit: 1}, func(d store.DeadLetter) bool { return d.Stage == "publisher" && d.ProducerID == "p1" }},
+	} {
+		// The indexes are eventually consistent.
+		poll(t, func() (bool, error) { return ids(list(tc.q)) == want(tc.keep), nil })
+		if got := ids(list(tc.q)); got != want(tc.keep) {
+			t.Errorf("%s: ListDeadLetters(%+v) = %s, want %s", tc.name, tc.q, got, want(tc.keep))
+		}
+	}
+	if _, _, err := s.ListDeadLetters(ctx, store.DeadLetterQuery{Cursor: "not a cursor"}); !errors.Is(err, store.ErrBadCursor) {
+		t.Errorf("ListDeadLetters with a bad cursor: %v, want ErrBadCursor", err)
+	}
+
+	got, err := s.DeadLetter(ctx, "dl-3")
+	if err != nil || got.ID != "dl-3" || got.ProducerID != all[3].ProducerID || got.SubscriberID != "s1" || got.Seq != "3" || !got.RedrivenAt.IsZero() {
+		t.Errorf("DeadLetter(dl-3) = %+v, %v; want it, never redriven", got, err)
+	}
+	at := base.Add(time.Hour)
+	if err := s.MarkRedriven(ctx, "dl-3", at); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.DeadLetter(ctx, "dl-3"); err != nil || !got.RedrivenAt.Equal(at) {
+		t.Errorf("after MarkRedriven: RedrivenAt %v, %v; want %v", got.RedrivenAt, err, at)
+	}
+	for range 2 {
+		if err := s.DeleteDeadLetter(ctx, "dl-3"); err != nil {
+			t.Errorf("DeleteDeadLetter: %v", err)
+		}
+	}
+	if _, err := s.DeadLetter(ctx, "dl-3"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("DeadLetter after delete: %v, want ErrNotFound", err)
+	}
+	if err := s.MarkRedriven(ctx, "dl-3", at); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("MarkRedriven after delete: %v, want ErrNotFound", err)
 	}
 }

@@ -24,6 +24,10 @@ type Store interface {
 	PutEvent(ctx context.Context, e store.SubscriberEvent) (created bool, err error)
 	PutDeadLetter(ctx context.Context, d store.DeadLetter) (created bool, err error)
 	DeadLetters(ctx context.Context) ([]store.DeadLetter, error)
+	ListDeadLetters(ctx context.Context, q store.DeadLetterQuery) ([]store.DeadLetter, string, error)
+	DeadLetter(ctx context.Context, id string) (store.DeadLetter, error)
+	DeleteDeadLetter(ctx context.Context, id string) error
+	MarkRedriven(ctx context.Context, id string, at time.Time) error
 	SendMessages(ctx context.Context, queueURL string, msgs []store.QueueMessage) ([]store.BatchFailure, error)
 	ClaimEventID(ctx context.Context, c store.EventClaim) (store.EventClaim, error)
 	SubscribersPolicy(ctx context.Context, id string) (allow []string, set bool, err error)
@@ -74,6 +78,7 @@ func Run(t *testing.T, h Harness) {
 		{"PutDeadLetterIsIdempotent", testPutDeadLetterIsIdempotent},
 		{"PutDeadLetterBounds", testPutDeadLetterBounds},
 		{"PutDeadLetterRejects", testPutDeadLetterRejects},
+		{"ListDeadLetters", testListDeadLetters},
 		{"SendMessagesInGroupOrder", testSendMessagesInGroupOrder},
 		{"SendMessagesRejects", testSendMessagesRejects},
 		{"SendMessagesQueueMissing", testSendMessagesQueueMissing},
