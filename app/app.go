@@ -120,7 +120,9 @@ func New(ctx context.Context, cfg Config, awsCfg aws.Config, log *zap.Logger) (*
 		},
 		workers: map[string]stuckReporter{"aggregator": agg, "publisher": pub},
 	}
-	a.handler = server.New(server.Config{Auth: authn}, st, st, pipeline.NewIngest(kc, cfg.Stream), ready, log)
+	ingest := pipeline.NewIngest(kc, cfg.Stream)
+	redriver := pipeline.NewRedriver(pipeline.RedriverDeps{DeadLetters: st, Agents: st, Queues: st, Ingest: ingest})
+	a.handler = server.New(server.Config{Auth: authn, DeadLetters: st, Redriver: redriver}, st, st, ingest, ready, log)
 	return a, nil
 }
 

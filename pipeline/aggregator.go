@@ -204,7 +204,7 @@ func (a *Aggregator) Handle(ctx context.Context, shardID string, records []types
 			}, "write subscriber event", zap.String("subscriber_id", sub), zap.String("event_id", e.EventID), zap.String("seq", e.Seq))
 			if gaveUp(err) {
 				data, _ := json.Marshal(e.Event) // cannot fail: the event was parsed from JSON
-				err = a.dead.putEvent(ctx, e, e.ShardID, e.Seq, data, "SubscriberEvents refused the item for subscriber "+sub+": "+err.Error())
+				err = a.dead.putEvent(ctx, e, e.ShardID, e.Seq, data, "SubscriberEvents refused the item for subscriber "+sub+": "+err.Error()+reasonCannotRedrive)
 			}
 			if err != nil {
 				return err
@@ -230,13 +230,13 @@ func (a *Aggregator) fanOut(ctx context.Context, shardID string, r types.Record)
 	arrival := aws.ToTime(r.ApproximateArrivalTimestamp)
 	events, err := event.ParseRecord(r.Data, aws.ToString(r.PartitionKey), shardID, seq, arrival)
 	if err != nil {
-		return nil, a.dead.put(ctx, shardID, seq, r.Data, err.Error())
+		return nil, a.dead.put(ctx, shardID, seq, aws.ToString(r.PartitionKey), r.Data, err.Error()+reasonFixProducer)
 	}
 	producer := events[0].AgentID
 	lookup := func(what string, f func() error) (bool, error) {
 		err := a.watch.retry(ctx, shardID, f, what, zap.String("producer_id", producer), zap.String("seq", seq))
 		if gaveUp(err) {
-			return false, a.dead.put(ctx, shardID, seq, r.Data, what+": "+err.Error())
+			return false, a.dead.put(ctx, shardID, seq, producer, r.Data, what+": "+err.Error()+reasonRedrive)
 		}
 		return err == nil, err
 	}
@@ -258,7 +258,7 @@ func (a *Aggregator) fanOut(ctx context.Context, shardID string, r types.Record)
 			return nil, err
 		}
 		if !known {
-			return nil, a.dead.put(ctx, shardID, seq, r.Data, fmt.Sprintf("unknown producer agentId %q: register it with POST /agents", producer))
+			return nil, a.dead.put(ctx, shardID, seq, producer, r.Data, fmt.Sprintf("unknown producer agentId %q: register it with POST /agents, then redrive this letter (POST /deadletters/{id}/redrive)", producer))
 		}
 	}
 	f := &fanned{seq: seq, events: events, dropped: make([]bool, len(events))}

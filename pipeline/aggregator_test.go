@@ -257,7 +257,7 @@ func TestAggregatorSetsAside(t *testing.T) {
 				t.Fatalf("dead letters = %+v, want exactly one", dls)
 			}
 			dl := dls[0]
-			want1 := store.DeadLetter{ID: "aggregator/shardId-3/7", Stage: "aggregator", ShardID: "shardId-3", Seq: "7", Data: []byte(tc.data), DataBytes: len(tc.data)}
+			want1 := store.DeadLetter{ID: "aggregator/shardId-3/7", Stage: "aggregator", ProducerID: tc.key, ShardID: "shardId-3", Seq: "7", Data: []byte(tc.data), DataBytes: len(tc.data)}
 			got1 := dl
 			got1.Reason, got1.At = "", time.Time{}
 			if !reflect.DeepEqual(got1, want1) {

@@ -16,6 +16,13 @@ type deadLetterer interface {
 	PutDeadLetter(ctx context.Context, d store.DeadLetter) (created bool, err error)
 }
 
+// What an operator can do, ending each dead letter's reason.
+const (
+	reasonRedrive       = "; once the cause is fixed, redrive this letter (POST /deadletters/{id}/redrive), or delete it"
+	reasonFixProducer   = "; the producer must fix what it sends; redriving it fails the same way: delete this letter"
+	reasonCannotRedrive = "; redriving it would fail the same way: delete this letter"
+)
+
 // deadLetters sets records aside, once each, where operators list them.
 type deadLetters struct {
 	store deadLetterer
@@ -24,18 +31,22 @@ type deadLetters struct {
 	log   *zap.Logger
 }
 
-// put records data, the record at shardID/seq, as a dead letter for
-// reason (idempotent) and logs it the first time. It fails only when ctx
-// is cancelled.
-func (d *deadLetters) put(ctx context.Context, shardID, seq string, data []byte, reason string) error {
-	return d.putLetter(ctx, d.letter([]string{shardID, seq}, shardID, seq, reason, data))
+// put records data, the record at shardID/seq of producer (its partition
+// key; "" when unknown), as a dead letter for reason (idempotent) and logs
+// it the first time. It fails only when ctx is cancelled.
+func (d *deadLetters) put(ctx context.Context, shardID, seq, producer string, data []byte, reason string) error {
+	dl := d.letter([]string{shardID, seq}, shardID, seq, reason, data)
+	dl.ProducerID = producer
+	return d.putLetter(ctx, dl)
 }
 
 // putEvent is put for data, what subscriber event e became (its item or
 // its message), read at shardID/seq: one dead letter per subscriber and
 // event.
 func (d *deadLetters) putEvent(ctx context.Context, e store.SubscriberEvent, shardID, seq string, data []byte, reason string) error {
-	return d.putLetter(ctx, d.letter([]string{e.SubscriberID, e.AgentID, e.EventID}, shardID, seq, reason, data))
+	dl := d.letter([]string{e.SubscriberID, e.AgentID, e.EventID}, shardID, seq, reason, data)
+	dl.ProducerID, dl.SubscriberID = e.AgentID, e.SubscriberID
+	return d.putLetter(ctx, dl)
 }
 
 // letter is the dead letter of data, read at shardID/seq, that d's stage

@@ -84,7 +84,7 @@ func (p *Publisher) Handle(ctx context.Context, shardID string, records []types.
 		seq := aws.ToString(r.SequenceNumber)
 		ch, err := kcl.DecodeChange(r.Data)
 		if err != nil {
-			if err := p.dead.put(ctx, shardID, seq, r.Data, "stream record: "+err.Error()); err != nil {
+			if err := p.dead.put(ctx, shardID, seq, "", r.Data, "stream record: "+err.Error()+reasonCannotRedrive); err != nil {
 				return err
 			}
 			continue
@@ -94,7 +94,7 @@ func (p *Publisher) Handle(ctx context.Context, shardID string, records []types.
 		}
 		e, err := store.DecodeEventImage(ch.NewImage)
 		if err != nil {
-			if err := p.dead.put(ctx, shardID, seq, r.Data, "stream image: "+err.Error()); err != nil {
+			if err := p.dead.put(ctx, shardID, seq, "", r.Data, "stream image: "+err.Error()+reasonCannotRedrive); err != nil {
 				return err
 			}
 			continue
@@ -152,7 +152,7 @@ func (p *Publisher) send(ctx context.Context, log *zap.Logger, shardID, sub stri
 	for attempt := 0; len(msgs) > 0; attempt++ {
 		agent, err := p.agents.Agent(ctx, sub)
 		if errors.Is(err, store.ErrNotFound) {
-			return p.setAside(ctx, shardID, msgs, byID, fmt.Sprintf("subscriber agent %s does not exist", sub))
+			return p.setAside(ctx, shardID, msgs, byID, fmt.Sprintf("subscriber agent %s does not exist; nothing to redrive to: delete this letter", sub))
 		}
 		var failed []store.BatchFailure
 		if err == nil {
@@ -162,14 +162,14 @@ func (p *Publisher) send(ctx context.Context, log *zap.Logger, shardID, sub stri
 		case errors.Is(err, store.ErrQueueMissing):
 			// The queue was deleted under the agent: its events wait in
 			// the dead letters; nobody else's are held up.
-			return p.setAside(ctx, shardID, msgs, byID, fmt.Sprintf("queue %s does not exist", agent.QueueURL))
+			return p.setAside(ctx, shardID, msgs, byID, fmt.Sprintf("queue %s does not exist: recreate it (a FIFO queue of that name, with the agent's policy), then redrive this letter (POST /deadletters/{id}/redrive)", agent.QueueURL))
 		case errors.Is(err, store.ErrRejected):
 			// SQS refused the call as invalid: resending cannot help.
-			return p.setAside(ctx, shardID, msgs, byID, "SQS refused the batch: "+err.Error())
+			return p.setAside(ctx, shardID, msgs, byID, "SQS refused the batch: "+err.Error()+reasonRedrive)
 		case err != nil && !store.ServiceFault(err):
 			if own++; own >= maxEntryAttempts {
 				if len(msgs) == 1 {
-					return p.setAside(ctx, shardID, msgs, byID, fmt.Sprintf("sending failed %d times: %v", own, err))
+					return p.setAside(ctx, shardID, msgs, byID, fmt.Sprintf("sending failed %d times: %v", own, err)+reasonRedrive)
 				}
 				// One entry may be at fault: send them one at a time, in
 				// order, each with attempts of its own.
@@ -217,7 +217,7 @@ func (p *Publisher) send(ctx context.Context, log *zap.Logger, shardID, sub stri
 		}
 		if len(invalid) > 0 {
 			f := failedIDs[invalid[0].ID]
-			if err := p.setAside(ctx, shardID, invalid, byID, "SQS refused the message: "+f.Code+": "+f.Message); err != nil {
+			if err := p.setAside(ctx, shardID, invalid, byID, "SQS refused the message: "+f.Code+": "+f.Message+reasonRedrive); err != nil {
 				return err
 			}
 		}

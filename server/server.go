@@ -44,6 +44,10 @@ type Config struct {
 	// RetryAfter is what 503 answers put in their Retry-After header
 	// (rounded up to whole seconds).
 	RetryAfter time.Duration
+	// DeadLetters and Redriver serve /deadletters; without both the
+	// routes are not there.
+	DeadLetters deadLetters
+	Redriver    redriver
 }
 
 func (c Config) withDefaults() Config {
@@ -135,6 +139,12 @@ func New(cfg Config, a agents, s subscriptions, p publisher, r readiness, log *z
 		mux.Get("/agents/{producerId}/subscribers-policy", h.getPolicy)
 		mux.Put("/agents/{producerId}/subscribers-policy", h.putPolicy)
 		mux.Post("/events", h.postEvents)
+		if cfg.DeadLetters != nil && cfg.Redriver != nil {
+			mux.Get("/deadletters", h.listDeadLetters)
+			mux.Get("/deadletters/{id}", h.getDeadLetter)
+			mux.Post("/deadletters/{id}/redrive", h.redriveDeadLetter)
+			mux.Delete("/deadletters/{id}", h.deleteDeadLetter)
+		}
 	})
 	return mux
 }

@@ -36,6 +36,19 @@ var (
 	ErrRejected = errors.New("AWS refused the request as invalid; retrying will not help")
 )
 
+// Errors of redriving a dead letter (pipeline.Redriver), here beside the
+// dead letters so that server can branch on them without importing the
+// pipeline.
+var (
+	// ErrCannotRedrive: the dead letter cannot be redriven as it is (what
+	// it holds would fail the same way, or was cut short); the error says
+	// why and what to do instead.
+	ErrCannotRedrive = errors.New("cannot redrive")
+	// ErrNotYet: the cause of the dead letter is still there (its queue
+	// is still missing); fix it and redrive again.
+	ErrNotYet = errors.New("cause not fixed yet")
+)
+
 // PrincipalError is a registration refused because of its principal. Msg
 // is for the person who registered it: it names the principal and what to
 // fix, and nothing internal. It matches ErrInvalidPrincipal, and the AWS
