@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -30,12 +31,27 @@ func deadLetterIndexes(d DeadLetter) map[string]types.AttributeValue {
 		return v
 	}
 	return map[string]types.AttributeValue{
-		attrListKey:      attrS(formatTime(d.At) + "#" + d.ID),
+		attrListKey:      attrS(ListKey(d)),
 		attrListAll:      attrS(listAll),
 		attrProducerID:   attrS(or(d.ProducerID)),
 		attrSubscriberID: attrS(or(d.SubscriberID)),
 	}
 }
+
+// ListKey is where d sorts among dead letters: by time, then, within a
+// millisecond, by sequence number (left-padded, so that a shard's letters
+// keep the order of its records), then by id.
+func ListKey(d DeadLetter) string {
+	seq := d.Seq
+	if len(seq) < seqWidth {
+		seq = strings.Repeat("0", seqWidth-len(seq)) + seq
+	}
+	return formatTime(d.At) + "#" + seq + "#" + d.ID
+}
+
+// seqWidth is more digits than any Kinesis or DynamoDB Streams sequence
+// number has (up to 56 and 40).
+const seqWidth = 64
 
 // ErrBadCursor: a list cursor that no page of this query handed out.
 var ErrBadCursor = fmt.Errorf("%w: the cursor is not one this listing returned; start again without it", ErrRejected)

@@ -8,8 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/fanout/fanout/event"
-
 	"github.com/fanout/fanout/store"
 )
 
@@ -82,7 +80,7 @@ func (s *Store) ListDeadLetters(ctx context.Context, q store.DeadLetterQuery) ([
 	s.mu.Lock()
 	all := slices.Clone(s.deadLetters)
 	s.mu.Unlock()
-	key := func(d store.DeadLetter) string { return d.At.Format(event.TimeLayout) + "#" + d.ID }
+	key := store.ListKey
 	slices.SortFunc(all, func(a, b store.DeadLetter) int { return strings.Compare(key(b), key(a)) })
 	var out []store.DeadLetter
 	for _, d := range all {
