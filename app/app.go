@@ -27,6 +27,7 @@ import (
 
 	"github.com/fanout/fanout/internal/sdkbody"
 	"github.com/fanout/fanout/kcl"
+	"github.com/fanout/fanout/metrics"
 	"github.com/fanout/fanout/pipeline"
 	"github.com/fanout/fanout/server"
 	"github.com/fanout/fanout/store"
@@ -41,6 +42,7 @@ type App struct {
 	aggregator *kcl.Worker
 	publisher  *kcl.Worker
 	calls      *CallCounter
+	metrics    *metrics.Metrics
 }
 
 // New connects to AWS through awsCfg, creates the resources when
@@ -53,7 +55,8 @@ func New(ctx context.Context, cfg Config, awsCfg aws.Config, log *zap.Logger) (*
 	if cfg.WorkerID == "" {
 		cfg.WorkerID = defaultWorkerID()
 	}
-	calls := NewCallCounter()
+	m := metrics.New()
+	calls := newCallCounter(m)
 	awsCfg = awsCfg.Copy()
 	awsCfg.APIOptions = append(awsCfg.APIOptions, calls.Middleware, sdkbody.HideWriterTo)
 	awsCfg.Logger = sdkLogger(log)
@@ -73,6 +76,7 @@ func New(ctx context.Context, cfg Config, awsCfg aws.Config, log *zap.Logger) (*
 		DeadLetters:      cfg.DeadLettersTable,
 		EventIDs:         cfg.EventIDsTable,
 	}, account)
+	st.CountAgentCache(m.Cache(metrics.CacheAgents))
 
 	if cfg.CreateResources {
 		log.Info("creating missing resources", zap.String("stream", cfg.Stream))
@@ -96,14 +100,16 @@ func New(ctx context.Context, cfg Config, awsCfg aws.Config, log *zap.Logger) (*
 		return nil, fmt.Errorf("listen on FANOUT_ADDR=%s: %w", cfg.Addr, err)
 	}
 
-	a := &App{cfg: cfg, log: log, ln: ln, calls: calls}
+	a := &App{cfg: cfg, log: log, ln: ln, calls: calls, metrics: m}
 	agg := pipeline.NewAggregator(st, st, st, st, log)
 	a.aggregator = kcl.NewKinesisWorker(kcl.Config{
 		Name: cfg.AggregatorLeaseTable, Stream: cfg.Stream, Region: awsCfg.Region, WorkerID: cfg.WorkerID,
+		Monitor: m.Worker(metrics.WorkerAggregator),
 	}, kc, ddb, agg, log)
 	pub := pipeline.NewPublisher(st, st, st, log)
 	a.publisher = kcl.NewStreamsWorker(kcl.Config{
 		Name: cfg.PublisherLeaseTable, Stream: streamARN, Region: awsCfg.Region, WorkerID: cfg.WorkerID,
+		Monitor: m.Worker(metrics.WorkerPublisher),
 	}, awsCfg, streams, ddb, pub, log)
 
 	ready := &readiness{
@@ -116,7 +122,7 @@ func New(ctx context.Context, cfg Config, awsCfg aws.Config, log *zap.Logger) (*
 		},
 		workers: map[string]stuckReporter{},
 	}
-	a.handler = server.New(server.Config{}, st, st, pipeline.NewIngest(kc, cfg.Stream), ready, log)
+	a.handler = server.New(server.Config{Metrics: m}, st, st, pipeline.NewIngest(kc, cfg.Stream), ready, log)
 	return a, nil
 }
 

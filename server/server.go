@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/fanout/fanout/event"
+	"github.com/fanout/fanout/metrics"
 	"github.com/fanout/fanout/store"
 )
 
@@ -41,6 +42,9 @@ type Config struct {
 	// RetryAfter is what 503 answers put in their Retry-After header
 	// (rounded up to whole seconds).
 	RetryAfter time.Duration
+	// Metrics records requests and posted events, and is served at
+	// GET /metrics; nil records nothing and serves an empty registry.
+	Metrics *metrics.Metrics
 }
 
 func (c Config) withDefaults() Config {
@@ -107,7 +111,7 @@ type api struct {
 func New(cfg Config, a agents, s subscriptions, p publisher, r readiness, log *zap.Logger) http.Handler {
 	h := &api{cfg: cfg.withDefaults(), agents: a, subs: s, pub: p, ready: r, log: log}
 	mux := chi.NewRouter()
-	mux.Use(withRequestID, h.logRequests, h.recoverPanics, h.withTimeout)
+	mux.Use(withRequestID, h.logRequests, h.countRequests, h.recoverPanics, h.withTimeout)
 	mux.NotFound(h.notFound)
 	mux.MethodNotAllowed(h.methodNotAllowed(mux))
 
@@ -119,5 +123,11 @@ func New(cfg Config, a agents, s subscriptions, p publisher, r readiness, log *z
 	mux.Put("/agents/{listenerId}/subscriptions/{producerId}", h.subscribe)
 	mux.Delete("/agents/{listenerId}/subscriptions/{producerId}", h.unsubscribe)
 	mux.Post("/events", h.postEvents)
+	mux.Method(http.MethodGet, "/metrics", h.cfg.Metrics.Handler())
+	mux.Get("/openapi.json", serveOpenAPI)
+
+	for _, op := range documentedOperations() {
+		h.cfg.Metrics.HTTPRoute(op.method, op.path, op.statuses)
+	}
 	return mux
 }

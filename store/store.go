@@ -161,3 +161,7 @@ type Store struct {
 func New(db *dynamodb.Client, q *sqs.Client, tables Tables, account Account) *Store {
 	return &Store{db: db, sqs: q, tables: tables, account: account, known: &agentCache{}, now: time.Now}
 }
+
+// CountAgentCache makes s count the hits and misses of its agent cache in
+// rec. Call it before s is used.
+func (s *Store) CountAgentCache(rec CacheRecorder) { s.known.rec = rec }
