@@ -197,6 +197,9 @@ func (f *fixture) do(t *testing.T, method, path, contentType string, body io.Rea
 	}
 	rec := httptest.NewRecorder()
 	f.h.ServeHTTP(rec, req)
+	if err := apiDoc(t).Check(req, rec.Code, rec.Header(), rec.Body.Bytes()); err != nil {
+		t.Errorf("answer not in the OpenAPI document: %v", err)
+	}
 	return rec
 }
 
