@@ -57,6 +57,13 @@ type eventWriter interface {
 	PutEvent(ctx context.Context, e store.SubscriberEvent) (created bool, err error)
 }
 
+// eventIDClaimer is satisfied by *store.Store: ClaimEventID returns the
+// claim that holds (producer, eventId), c itself when it was free or held
+// by c's own position; one conditional write decides.
+type eventIDClaimer interface {
+	ClaimEventID(ctx context.Context, c store.EventClaim) (store.EventClaim, error)
+}
+
 // Aggregator fans each Kinesis record out to one SubscriberEvents item per
 // subscriber of its producer. It is safe for concurrent use by the record
 // processors of several shards.
@@ -64,53 +71,90 @@ type Aggregator struct {
 	subs   *ttlCache[[]store.Subscription]
 	known  *ttlCache[bool]
 	events eventWriter
+	ids    eventIDClaimer
 	dead   *deadLetters
+	watch  *Watchdog
 	log    *zap.Logger
 }
 
-// NewAggregator returns an Aggregator over the store's tables.
-func NewAggregator(subs subscriberLister, agents agentGetter, events eventWriter, dead deadLetterer, log *zap.Logger) *Aggregator {
+// AggregatorDeps is what an Aggregator reads and writes. *store.Store
+// serves every field; tests give wrappers that fail on purpose.
+type AggregatorDeps struct {
+	Subscribers subscriberLister
+	Agents      agentGetter
+	Events      eventWriter
+	EventIDs    eventIDClaimer
+	DeadLetters deadLetterer
+}
+
+// NewAggregator returns an Aggregator over deps.
+func NewAggregator(deps AggregatorDeps, log *zap.Logger) *Aggregator {
+	watch := NewWatchdog(log)
 	return &Aggregator{
-		subs: newTTLCache(SubscriptionTTL, cacheEntries, subs.Subscribers),
+		subs: newTTLCache(SubscriptionTTL, cacheEntries, deps.Subscribers.Subscribers),
 		known: newTTLCache(SubscriptionTTL, cacheEntries, func(ctx context.Context, id string) (bool, error) {
-			_, err := agents.Agent(ctx, id)
+			_, err := deps.Agents.Agent(ctx, id)
 			if errors.Is(err, store.ErrNotFound) {
 				return false, nil
 			}
 			return err == nil, err
 		}),
-		events: events,
-		dead:   &deadLetters{store: dead, stage: "aggregator", log: log},
+		events: deps.Events,
+		ids:    deps.EventIDs,
+		dead:   &deadLetters{store: deps.DeadLetters, stage: "aggregator", watch: watch, log: log},
+		watch:  watch,
 		log:    log,
 	}
 }
 
+// Stuck returns the calls the aggregator has been retrying for longer than
+// StuckAfter.
+func (a *Aggregator) Stuck() []Stuck { return a.watch.Stuck() }
+
 // Handle makes every record of one shard batch durable in SubscriberEvents
 // (or the dead letters) and returns nil; it returns an error only when ctx
 // is cancelled first, and then nothing may be checkpointed (kcl.Handler).
+//
+// An event whose producer-chosen eventId an earlier event of its producer
+// already has (within store.EventIDWindow) is dropped: delivered to no one.
 func (a *Aggregator) Handle(ctx context.Context, shardID string, records []types.Record) error {
-	perSubscriber := map[string][]store.SubscriberEvent{}
-	var order []string // subscribers in first-seen order, for stable logs
+	batch := make([]fanned, 0, len(records))
 	for _, r := range records {
-		events, err := a.fanOut(ctx, shardID, r)
+		f, err := a.fanOut(ctx, shardID, r)
 		if err != nil {
 			return err
 		}
-		for _, e := range events {
-			if _, ok := perSubscriber[e.SubscriberID]; !ok {
-				order = append(order, e.SubscriberID)
+		if f != nil {
+			batch = append(batch, *f)
+		}
+	}
+	if err := a.dropRepeats(ctx, shardID, batch); err != nil {
+		return err
+	}
+	perSubscriber := map[string][]store.SubscriberEvent{}
+	var order []string // subscribers in first-seen order, for stable logs
+	for _, f := range batch {
+		for _, s := range f.subs {
+			for i, e := range f.events {
+				if f.dropped[i] {
+					continue
+				}
+				if _, ok := perSubscriber[s]; !ok {
+					order = append(order, s)
+				}
+				perSubscriber[s] = append(perSubscriber[s], store.SubscriberEvent{Event: e, SubscriberID: s, ShardID: shardID, Seq: f.seq})
 			}
-			perSubscriber[e.SubscriberID] = append(perSubscriber[e.SubscriberID], e)
 		}
 	}
 	return forEachLimit(ctx, order, writeConcurrency, func(ctx context.Context, sub string) error {
 		for _, e := range perSubscriber[sub] {
-			err := retry(ctx, func() error {
+			err := a.watch.retry(ctx, shardID, func() error {
 				_, err := a.events.PutEvent(ctx, e)
 				return err
-			}, a.log, "write subscriber event", zap.String("subscriber_id", sub), zap.String("event_id", e.EventID))
-			if errors.Is(err, store.ErrRejected) {
-				err = a.dead.putLetter(ctx, rejectedEvent(e, err))
+			}, "write subscriber event", zap.String("subscriber_id", sub), zap.String("event_id", e.EventID), zap.String("seq", e.Seq))
+			if gaveUp(err) {
+				data, _ := json.Marshal(e.Event) // cannot fail: the event was parsed from JSON
+				err = a.dead.putEvent(ctx, e, e.ShardID, e.Seq, data, "SubscriberEvents refused the item for subscriber "+sub+": "+err.Error())
 			}
 			if err != nil {
 				return err
@@ -120,9 +164,18 @@ func (a *Aggregator) Handle(ctx context.Context, shardID string, records []types
 	})
 }
 
-// fanOut turns one record into the items for its producer's subscribers, or
-// dead-letters it when it cannot be parsed or names no known producer.
-func (a *Aggregator) fanOut(ctx context.Context, shardID string, r types.Record) ([]store.SubscriberEvent, error) {
+// fanned is one record's events and the subscribers they go to.
+type fanned struct {
+	seq     string
+	events  []event.Event
+	subs    []string // subscriber ids
+	dropped []bool   // per event: a repeat, delivered to no one
+}
+
+// fanOut parses one record and finds the subscribers of its producer that
+// it goes to. It dead-letters the record (and returns nil) when it cannot
+// be parsed or names no known producer.
+func (a *Aggregator) fanOut(ctx context.Context, shardID string, r types.Record) (*fanned, error) {
 	seq := aws.ToString(r.SequenceNumber)
 	arrival := aws.ToTime(r.ApproximateArrivalTimestamp)
 	events, err := event.ParseRecord(r.Data, aws.ToString(r.PartitionKey), shardID, seq, arrival)
@@ -130,38 +183,41 @@ func (a *Aggregator) fanOut(ctx context.Context, shardID string, r types.Record)
 		return nil, a.dead.put(ctx, shardID, seq, r.Data, err.Error())
 	}
 	producer := events[0].AgentID
+	lookup := func(what string, f func() error) (bool, error) {
+		err := a.watch.retry(ctx, shardID, f, what, zap.String("producer_id", producer), zap.String("seq", seq))
+		if gaveUp(err) {
+			return false, a.dead.put(ctx, shardID, seq, r.Data, what+": "+err.Error())
+		}
+		return err == nil, err
+	}
 	var subs []store.Subscription
-	if err := retry(ctx, func() (err error) {
+	if ok, err := lookup("list subscribers", func() (err error) {
 		subs, err = a.subs.get(ctx, producer)
 		return err
-	}, a.log, "list subscribers", zap.String("producer_id", producer)); err != nil {
+	}); !ok {
 		return nil, err
 	}
 	if len(subs) == 0 {
 		// Subscriptions need both agents, and agents are never deleted:
 		// only a producer without subscribers can be unknown.
 		var known bool
-		if err := retry(ctx, func() (err error) {
+		if ok, err := lookup("look up producer", func() (err error) {
 			known, err = a.known.get(ctx, producer)
 			return err
-		}, a.log, "look up producer", zap.String("producer_id", producer)); err != nil {
+		}); !ok {
 			return nil, err
 		}
 		if !known {
 			return nil, a.dead.put(ctx, shardID, seq, r.Data, fmt.Sprintf("unknown producer agentId %q: register it with POST /agents", producer))
 		}
-		return nil, nil
 	}
-	var out []store.SubscriberEvent
+	f := &fanned{seq: seq, events: events, dropped: make([]bool, len(events))}
 	for _, s := range subs {
-		if !subscribedAt(s, arrival) {
-			continue
-		}
-		for _, e := range events {
-			out = append(out, store.SubscriberEvent{Event: e, SubscriberID: s.SubscriberID, ShardID: shardID, Seq: seq})
+		if subscribedAt(s, arrival) {
+			f.subs = append(f.subs, s.SubscriberID)
 		}
 	}
-	return out, nil
+	return f, nil
 }
 
 // subscribedAt reports whether sub covers an event that reached the stream
@@ -181,18 +237,4 @@ func subscribedAt(sub store.Subscription, arrival time.Time) bool {
 		}
 	}
 	return sub.DeletedAt.IsZero() || arrival.Before(sub.DeletedAt.Add(arrivalSlack))
-}
-
-// rejectedEvent is the dead letter of an item SubscriberEvents refused.
-func rejectedEvent(e store.SubscriberEvent, err error) store.DeadLetter {
-	data, _ := json.Marshal(e.Event)
-	return store.DeadLetter{
-		ID:      "aggregator/" + e.SubscriberID + "/" + e.AgentID + "/" + e.EventID,
-		Stage:   "aggregator",
-		Reason:  "SubscriberEvents refused the item for subscriber " + e.SubscriberID + ": " + err.Error(),
-		ShardID: e.ShardID,
-		Seq:     e.Seq,
-		Data:    data,
-		At:      time.Now().UTC(),
-	}
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -22,44 +21,11 @@ import (
 
 	"github.com/fanout/fanout/event"
 	"github.com/fanout/fanout/store"
+	"github.com/fanout/fanout/store/memstore"
 )
 
 // longAgo is when the tests' subscriptions were made, unless they say.
 var longAgo = time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
-
-// fakeSubscribers is a subscriberLister over a fixed map. err, when set,
-// may fail call n (0-based, counted over all producers).
-type fakeSubscribers struct {
-	subs map[string][]store.Subscription
-	err  func(n int) error
-
-	mu    sync.Mutex
-	calls map[string]int
-	n     int
-}
-
-func (f *fakeSubscribers) Subscribers(_ context.Context, producerID string) ([]store.Subscription, error) {
-	f.mu.Lock()
-	n := f.n
-	f.n++
-	if f.calls == nil {
-		f.calls = map[string]int{}
-	}
-	f.calls[producerID]++
-	f.mu.Unlock()
-	if f.err != nil {
-		if err := f.err(n); err != nil {
-			return nil, err
-		}
-	}
-	return append([]store.Subscription(nil), f.subs[producerID]...), nil
-}
-
-func (f *fakeSubscribers) callsFor(producerID string) int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.calls[producerID]
-}
 
 // subscribed returns producer's subscriptions by subs, all made longAgo.
 func subscribed(producer string, subs ...string) []store.Subscription {
@@ -68,172 +34,6 @@ func subscribed(producer string, subs ...string) []store.Subscription {
 		out[i] = store.Subscription{ProducerID: producer, SubscriberID: s, CreatedAt: longAgo}
 	}
 	return out
-}
-
-// fakeAgents is an agentGetter over a fixed map; a missing agent is
-// store.ErrNotFound. err, when set, may fail call n (0-based).
-type fakeAgents struct {
-	agents map[string]store.Agent
-	err    func(n int) error
-
-	mu    sync.Mutex
-	calls map[string]int
-	n     int
-}
-
-func (f *fakeAgents) Agent(_ context.Context, id string) (store.Agent, error) {
-	f.mu.Lock()
-	n := f.n
-	f.n++
-	if f.calls == nil {
-		f.calls = map[string]int{}
-	}
-	f.calls[id]++
-	f.mu.Unlock()
-	if f.err != nil {
-		if err := f.err(n); err != nil {
-			return store.Agent{}, err
-		}
-	}
-	a, ok := f.agents[id]
-	if !ok {
-		return store.Agent{}, fmt.Errorf("agent %s: %w", id, store.ErrNotFound)
-	}
-	return a, nil
-}
-
-func (f *fakeAgents) callsFor(id string) int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.calls[id]
-}
-
-// knownAgents returns agents with the given ids, each with a queue URL
-// derived from its id.
-func knownAgents(ids ...string) map[string]store.Agent {
-	m := map[string]store.Agent{}
-	for _, id := range ids {
-		m[id] = store.Agent{ID: id, QueueURL: "https://sqs.test/queue-" + id + ".fifo"}
-	}
-	return m
-}
-
-// fakeEventWriter is an idempotent eventWriter that records, per
-// subscriber, every call and every item it created, in order, and reports
-// overlapping writes for one subscriber. fail, when set, may fail the
-// attempt-th try (0-based) of an item.
-type fakeEventWriter struct {
-	t    *testing.T
-	fail func(e store.SubscriberEvent, attempt int) error
-
-	mu       sync.Mutex
-	attempts map[string]int
-	items    map[string][]store.SubscriberEvent // subscriber -> items created, in order
-	calls    map[string][]string                // subscriber -> eventId of every call, in order
-	inFlight map[string]bool
-}
-
-func (f *fakeEventWriter) PutEvent(_ context.Context, e store.SubscriberEvent) (bool, error) {
-	key := e.SubscriberID + "/" + e.EventID
-	f.mu.Lock()
-	if f.attempts == nil {
-		f.attempts, f.items, f.calls, f.inFlight = map[string]int{}, map[string][]store.SubscriberEvent{}, map[string][]string{}, map[string]bool{}
-	}
-	if f.inFlight[e.SubscriberID] {
-		f.t.Errorf("PutEvent(%s) while another write of subscriber %s is in flight: its writes must be sequential", e.EventID, e.SubscriberID)
-	}
-	f.inFlight[e.SubscriberID] = true
-	f.calls[e.SubscriberID] = append(f.calls[e.SubscriberID], e.EventID)
-	attempt := f.attempts[key]
-	f.attempts[key]++
-	f.mu.Unlock()
-
-	runtime.Gosched() // widen the window an overlapping write would hit
-	var err error
-	if f.fail != nil {
-		err = f.fail(e, attempt)
-	}
-
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.inFlight[e.SubscriberID] = false
-	if err != nil {
-		return false, err
-	}
-	for _, it := range f.items[e.SubscriberID] {
-		if it.EventID == e.EventID {
-			return false, nil
-		}
-	}
-	f.items[e.SubscriberID] = append(f.items[e.SubscriberID], e)
-	return true, nil
-}
-
-// written returns the items created per subscriber.
-func (f *fakeEventWriter) written() map[string][]store.SubscriberEvent {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	out := map[string][]store.SubscriberEvent{}
-	for k, v := range f.items {
-		out[k] = append([]store.SubscriberEvent(nil), v...)
-	}
-	return out
-}
-
-// writtenIDs returns the eventIds created per subscriber, in order.
-func (f *fakeEventWriter) writtenIDs() map[string][]string {
-	out := map[string][]string{}
-	for sub, items := range f.written() {
-		for _, it := range items {
-			out[sub] = append(out[sub], it.EventID)
-		}
-	}
-	return out
-}
-
-// fakeDeadLetters is a deadLetterer idempotent on DeadLetter.ID. fail,
-// when set, may fail call n (0-based).
-type fakeDeadLetters struct {
-	fail func(n int) error
-
-	mu      sync.Mutex
-	n       int
-	letters []store.DeadLetter
-}
-
-func (f *fakeDeadLetters) PutDeadLetter(_ context.Context, d store.DeadLetter) (bool, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	n := f.n
-	f.n++
-	if f.fail != nil {
-		if err := f.fail(n); err != nil {
-			return false, err
-		}
-	}
-	for _, l := range f.letters {
-		if l.ID == d.ID {
-			return false, nil
-		}
-	}
-	f.letters = append(f.letters, d)
-	return true, nil
-}
-
-func (f *fakeDeadLetters) all() []store.DeadLetter {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]store.DeadLetter(nil), f.letters...)
-}
-
-// failTimes returns a fail hook failing the first n calls.
-func failTimes(n int, err error) func(int) error {
-	return func(i int) error {
-		if i < n {
-			return err
-		}
-		return nil
-	}
 }
 
 // streamRecord is a Kinesis record with partition key key, sequence number
@@ -252,12 +52,29 @@ func eventJSON(producer, id string) string {
 	return string(b)
 }
 
-// aggregatorFakes holds an Aggregator's collaborators.
+// aggregatorFakes holds an Aggregator's collaborators: wrappers around
+// one in-memory store.
 type aggregatorFakes struct {
-	subs   *fakeSubscribers
-	agents *fakeAgents
-	events *fakeEventWriter
-	dead   *fakeDeadLetters
+	store  *memstore.Store
+	subs   *flakySubscribers
+	agents *flakyAgents
+	events *recordingEvents
+	ids    *flakyEventIDs
+	dead   *flakyDeadLetters
+}
+
+// newAggregatorFakes returns the collaborators over a store holding subs
+// and the agents ids.
+func newAggregatorFakes(subs map[string][]store.Subscription, agents ...string) aggregatorFakes {
+	st := newMemStore(subs, agents...)
+	return aggregatorFakes{
+		store:  st,
+		subs:   &flakySubscribers{Store: st},
+		agents: &flakyAgents{Store: st},
+		events: &recordingEvents{Store: st},
+		ids:    &flakyEventIDs{Store: st},
+		dead:   &flakyDeadLetters{Store: st},
+	}
 }
 
 func newTestAggregator(t *testing.T, f aggregatorFakes, log *zap.Logger) *Aggregator {
@@ -268,21 +85,16 @@ func newTestAggregator(t *testing.T, f aggregatorFakes, log *zap.Logger) *Aggreg
 	if log == nil {
 		log = zaptest.NewLogger(t, zaptest.Level(zapcore.ErrorLevel))
 	}
-	return NewAggregator(f.subs, f.agents, f.events, f.dead, log)
+	return NewAggregator(AggregatorDeps{Subscribers: f.subs, Agents: f.agents, Events: f.events, EventIDs: f.ids, DeadLetters: f.dead}, log)
 }
 
 // defaultAggregatorFakes: producer P followed by s1 and s2, Q by s2 only,
 // agents P, Q, s1, s2 and the lone producer L known.
 func defaultAggregatorFakes() aggregatorFakes {
-	return aggregatorFakes{
-		subs: &fakeSubscribers{subs: map[string][]store.Subscription{
-			"P": subscribed("P", "s1", "s2"),
-			"Q": subscribed("Q", "s2"),
-		}},
-		agents: &fakeAgents{agents: knownAgents("P", "Q", "L", "s1", "s2")},
-		events: &fakeEventWriter{},
-		dead:   &fakeDeadLetters{},
-	}
+	return newAggregatorFakes(map[string][]store.Subscription{
+		"P": subscribed("P", "s1", "s2"),
+		"Q": subscribed("Q", "s2"),
+	}, "P", "Q", "L", "s1", "s2")
 }
 
 func TestAggregatorFansOut(t *testing.T) {
@@ -292,15 +104,10 @@ func TestAggregatorFansOut(t *testing.T) {
 	for i := range 40 {
 		subs = append(subs, fmt.Sprintf("s%02d", i))
 	}
-	f := aggregatorFakes{
-		subs: &fakeSubscribers{subs: map[string][]store.Subscription{
-			"P": subscribed("P", subs...),
-			"Q": subscribed("Q", "s00"),
-		}},
-		agents: &fakeAgents{agents: knownAgents("P", "Q")},
-		events: &fakeEventWriter{},
-		dead:   &fakeDeadLetters{},
-	}
+	f := newAggregatorFakes(map[string][]store.Subscription{
+		"P": subscribed("P", subs...),
+		"Q": subscribed("Q", "s00"),
+	}, "P", "Q")
 	a := newTestAggregator(t, f, nil)
 	arrival := time.Date(2025, 7, 1, 12, 0, 1, 0, time.UTC)
 	records := []types.Record{
@@ -316,6 +123,7 @@ func TestAggregatorFansOut(t *testing.T) {
 	item := func(sub, id, producer, eventType, ts, data, seq string) store.SubscriberEvent {
 		return store.SubscriberEvent{Event: event.Event{EventID: id, AgentID: producer, EventType: eventType, Timestamp: ts, Data: json.RawMessage(data)}, SubscriberID: sub, ShardID: "shardId-1", Seq: seq}
 	}
+	generated := func(e store.SubscriberEvent) store.SubscriberEvent { e.GeneratedID = true; return e }
 	const ts = "2025-07-01T12:00:00.000Z"
 	got := f.events.written()
 	for _, sub := range subs {
@@ -325,8 +133,8 @@ func TestAggregatorFansOut(t *testing.T) {
 		}
 		want = append(want,
 			item(sub, "p2", "P", "exampleEvent", ts, `{"id":"p2"}`, "102"),
-			item(sub, "shardId-1:102:1", "P", "exampleEvent", ts, `{"id":""}`, "102"),
-			item(sub, "shardId-1:103", "P", "bare", "2025-07-01T12:00:01.000Z", `null`, "103"),
+			generated(item(sub, "shardId-1:102:1", "P", "exampleEvent", ts, `{"id":""}`, "102")),
+			generated(item(sub, "shardId-1:103", "P", "bare", "2025-07-01T12:00:01.000Z", `null`, "103")),
 		)
 		if !reflect.DeepEqual(got[sub], want) {
 			t.Errorf("subscriber %s items =\n%+v\nwant\n%+v", sub, got[sub], want)
@@ -394,8 +202,7 @@ func TestAggregatorSubscriptionTime(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			f := defaultAggregatorFakes()
-			f.subs.subs = map[string][]store.Subscription{"P": subs}
+			f := newAggregatorFakes(map[string][]store.Subscription{"P": subs}, "P", "Q", "L", "s1", "s2")
 			a := newTestAggregator(t, f, nil)
 			if err := a.Handle(boundedCtx(t), "shardId-1", []types.Record{streamRecord("P", "1", tc.arrival, eventJSON("P", "p1"))}); err != nil {
 				t.Fatalf("handle: %v", err)
@@ -449,7 +256,7 @@ func TestAggregatorSetsAside(t *testing.T) {
 				t.Fatalf("dead letters = %+v, want exactly one", dls)
 			}
 			dl := dls[0]
-			want1 := store.DeadLetter{ID: "aggregator/shardId-3/7", Stage: "aggregator", ShardID: "shardId-3", Seq: "7", Data: []byte(tc.data)}
+			want1 := store.DeadLetter{ID: "aggregator/shardId-3/7", Stage: "aggregator", ShardID: "shardId-3", Seq: "7", Data: []byte(tc.data), DataBytes: len(tc.data)}
 			got1 := dl
 			got1.Reason, got1.At = "", time.Time{}
 			if !reflect.DeepEqual(got1, want1) {
@@ -578,10 +385,13 @@ func TestAggregatorReplay(t *testing.T) {
 	f := defaultAggregatorFakes()
 	core, logs := observer.New(zapcore.WarnLevel)
 	a := newTestAggregator(t, f, zap.New(core))
+	// Kinesis gives every record its arrival time, which stands in for a
+	// missing timestamp, the same on every replay.
+	arrival := time.Date(2025, 7, 1, 12, 0, 0, 0, time.UTC)
 	records := []types.Record{
-		streamRecord("P", "1", time.Time{}, `{"agentId":"P","eventType":"noId"}`),
-		streamRecord("P", "2", time.Time{}, "garbage"),
-		streamRecord("P", "3", time.Time{}, `[`+eventJSON("P", "")+`,`+eventJSON("P", "")+`]`),
+		streamRecord("P", "1", arrival, `{"agentId":"P","eventType":"noId"}`),
+		streamRecord("P", "2", arrival, "garbage"),
+		streamRecord("P", "3", arrival, `[`+eventJSON("P", "")+`,`+eventJSON("P", "")+`]`),
 	}
 	for i := range 2 {
 		if err := a.Handle(boundedCtx(t), "shardId-1", records); err != nil {

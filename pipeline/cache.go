@@ -68,13 +68,6 @@ func (c *ttlCache[V]) get(ctx context.Context, key string) (V, error) {
 	}
 }
 
-// forget drops key, so the next get looks it up again.
-func (c *ttlCache[V]) forget(key string) {
-	c.mu.Lock()
-	delete(c.entries, key)
-	c.mu.Unlock()
-}
-
 // evictExpired drops finished entries past their ttl, or all finished
 // entries when none had expired; c.mu must be held.
 func (c *ttlCache[V]) evictExpired() {

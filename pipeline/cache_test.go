@@ -110,18 +110,6 @@ func TestTTLCacheErrorsNotCached(t *testing.T) {
 	getWant(t, c, "a", "a#2")
 }
 
-func TestTTLCacheForget(t *testing.T) {
-	t.Parallel()
-	l := &countingLookup{}
-	c, _ := newTestCache(time.Minute, 10, l)
-	getWant(t, c, "a", "a#1")
-	getWant(t, c, "b", "b#1")
-	c.forget("a")
-	c.forget("never-seen")
-	getWant(t, c, "a", "a#2")
-	getWant(t, c, "b", "b#1")
-}
-
 func TestTTLCacheEviction(t *testing.T) {
 	t.Parallel()
 	const ttl = time.Second

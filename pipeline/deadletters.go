@@ -2,7 +2,7 @@ package pipeline
 
 import (
 	"context"
-	"errors"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -20,14 +20,30 @@ type deadLetterer interface {
 type deadLetters struct {
 	store deadLetterer
 	stage string
+	watch *Watchdog
 	log   *zap.Logger
 }
 
-// put records data as a dead letter of shardID/seq (idempotent) and logs it
-// the first time. It fails only when ctx is cancelled.
+// put records data, the record at shardID/seq, as a dead letter for
+// reason (idempotent) and logs it the first time. It fails only when ctx
+// is cancelled.
 func (d *deadLetters) put(ctx context.Context, shardID, seq string, data []byte, reason string) error {
-	dl := store.DeadLetter{
-		ID:      d.stage + "/" + shardID + "/" + seq,
+	return d.putLetter(ctx, d.letter([]string{shardID, seq}, shardID, seq, reason, data))
+}
+
+// putEvent is put for data, what subscriber event e became (its item or
+// its message), read at shardID/seq: one dead letter per subscriber and
+// event.
+func (d *deadLetters) putEvent(ctx context.Context, e store.SubscriberEvent, shardID, seq string, data []byte, reason string) error {
+	return d.putLetter(ctx, d.letter([]string{e.SubscriberID, e.AgentID, e.EventID}, shardID, seq, reason, data))
+}
+
+// letter is the dead letter of data, read at shardID/seq, that d's stage
+// sets aside for reason. key names what is set aside within the stage, so
+// that setting it aside again (a replay) yields the same id.
+func (d *deadLetters) letter(key []string, shardID, seq, reason string, data []byte) store.DeadLetter {
+	return store.DeadLetter{
+		ID:      d.stage + "/" + strings.Join(key, "/"),
 		Stage:   d.stage,
 		Reason:  reason,
 		ShardID: shardID,
@@ -35,16 +51,17 @@ func (d *deadLetters) put(ctx context.Context, shardID, seq string, data []byte,
 		Data:    data,
 		At:      time.Now().UTC(),
 	}
-	return d.putLetter(ctx, dl)
 }
 
+// putLetter writes dl (idempotent) and logs it the first time. It fails
+// only when ctx is cancelled.
 func (d *deadLetters) putLetter(ctx context.Context, dl store.DeadLetter) error {
 	var created bool
-	err := retry(ctx, func() (err error) {
+	err := d.watch.retry(ctx, dl.ShardID, func() (err error) {
 		created, err = d.store.PutDeadLetter(ctx, dl)
 		return err
-	}, d.log, "write dead letter", zap.String("dead_letter_id", dl.ID))
-	if errors.Is(err, store.ErrRejected) {
+	}, "write dead letter", zap.String("dead_letter_id", dl.ID))
+	if gaveUp(err) {
 		// Nowhere left to put it: the log line is all that remains.
 		d.log.Error("dead letter refused; record skipped", zap.String("stage", dl.Stage), zap.String("dead_letter_id", dl.ID),
 			zap.String("shard_id", dl.ShardID), zap.String("seq", dl.Seq), zap.String("reason", dl.Reason), zap.Error(err))

@@ -14,51 +14,12 @@ package pipeline
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"sync"
-
-	"go.uber.org/zap"
-
-	"github.com/fanout/fanout/internal/backoff"
-	"github.com/fanout/fanout/store"
 )
-
-// retry calls f until it succeeds or ctx is done, backing off between
-// attempts and logging each failure once at warn. An error wrapping
-// store.ErrRejected (AWS refused the request as invalid) is returned at
-// once: the caller sets the record aside.
-func retry(ctx context.Context, f func() error, log *zap.Logger, what string, fields ...zap.Field) error {
-	for attempt := 0; ; attempt++ {
-		err := f()
-		if err == nil {
-			return nil
-		}
-		if errors.Is(err, store.ErrRejected) { // retrying cannot help
-			return err
-		}
-		if ctx.Err() != nil {
-			return fmt.Errorf("%s: %w", what, ctx.Err())
-		}
-		if err := pause(ctx, log, attempt, what, err, fields...); err != nil {
-			return err
-		}
-	}
-}
-
-// pause logs failed attempt number attempt (0-based) of what at warn and
-// backs off; it fails only when ctx is done first.
-func pause(ctx context.Context, log *zap.Logger, attempt int, what string, err error, fields ...zap.Field) error {
-	log.Warn(what+" failed, retrying", append(fields, zap.Int("attempt", attempt+1), zap.Error(err))...)
-	if !backoff.Sleep(ctx, backoff.Delay(attempt)) {
-		return fmt.Errorf("%s: %w (last error: %v)", what, ctx.Err(), err)
-	}
-	return nil
-}
 
 // forEachLimit runs f for every item with at most limit at once and returns
 // the first error.
-func forEachLimit(ctx context.Context, items []string, limit int, f func(context.Context, string) error) error {
+func forEachLimit[T any](ctx context.Context, items []T, limit int, f func(context.Context, T) error) error {
 	if len(items) == 1 {
 		return f(ctx, items[0])
 	}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
@@ -25,10 +24,6 @@ const (
 	maxBatchBytes = 256 << 10
 )
 
-// queueCacheTTL: an agent's queue URL never changes (agents are never
-// deleted), so it is cached long; a missing queue drops the entry at once.
-const queueCacheTTL = 10 * time.Minute
-
 // messageSender is satisfied by *store.Store: one SendMessageBatch call,
 // returning its per-entry failures; store.ErrQueueMissing when the queue
 // does not exist.
@@ -40,25 +35,38 @@ type messageSender interface {
 // FIFO queue. It is safe for concurrent use by the record processors of
 // several shards.
 type Publisher struct {
-	queues *ttlCache[string]
+	// agents finds a subscriber's queue before each send: *store.Store
+	// remembers found agents (they never change), so that costs no call.
+	agents agentGetter
 	sender messageSender
 	dead   *deadLetters
+	watch  *Watchdog
 	log    *zap.Logger
 }
 
-// NewPublisher returns a Publisher sending through sender to the queues
-// of agents.
-func NewPublisher(agents agentGetter, sender messageSender, dead deadLetterer, log *zap.Logger) *Publisher {
+// PublisherDeps is what a Publisher reads and writes. *store.Store serves
+// every field; tests give wrappers that fail on purpose.
+type PublisherDeps struct {
+	Agents      agentGetter
+	Queues      messageSender
+	DeadLetters deadLetterer
+}
+
+// NewPublisher returns a Publisher over deps.
+func NewPublisher(deps PublisherDeps, log *zap.Logger) *Publisher {
+	watch := NewWatchdog(log)
 	return &Publisher{
-		queues: newTTLCache(queueCacheTTL, cacheEntries, func(ctx context.Context, id string) (string, error) {
-			a, err := agents.Agent(ctx, id)
-			return a.QueueURL, err
-		}),
-		sender: sender,
-		dead:   &deadLetters{store: dead, stage: "publisher", log: log},
+		agents: deps.Agents,
+		sender: deps.Queues,
+		dead:   &deadLetters{store: deps.DeadLetters, stage: "publisher", watch: watch, log: log},
+		watch:  watch,
 		log:    log,
 	}
 }
+
+// Stuck returns the calls the publisher has been retrying for longer than
+// StuckAfter.
+func (p *Publisher) Stuck() []Stuck { return p.watch.Stuck() }
 
 // pendingEvent is an item to deliver and where its stream record was.
 type pendingEvent struct {
@@ -126,38 +134,58 @@ func (p *Publisher) deliver(ctx context.Context, shardID, sub string, events []p
 	return nil
 }
 
-// send delivers one batch, retrying what SQS failed for reasons of its own
-// and dead-lettering what it refused as invalid or could not place.
+// send delivers one batch, in order. It retries what fails because SQS
+// (or the way to it) fails, for as long as it takes; sets aside at once
+// what SQS refuses as invalid or cannot place (no agent, no queue); and
+// sets aside an entry, or finds it by sending the batch one message at a
+// time, once it has failed maxEntryAttempts times for a reason of its own.
 func (p *Publisher) send(ctx context.Context, log *zap.Logger, shardID, sub string, events []pendingEvent, msgs []store.QueueMessage) error {
 	byID := map[string]pendingEvent{}
 	for i, m := range msgs {
 		byID[m.ID] = events[i]
 	}
+	c := p.watch.track(shardID, "send messages to subscriber "+sub+" from event "+events[0].event.EventID,
+		zap.String("subscriber_id", sub), zap.String("event_id", events[0].event.EventID), zap.String("seq", events[0].seq), zap.Int("messages", len(msgs)))
+	defer c.done()
+	own := 0                     // failures of the whole call that were not the service's
+	ownEntry := map[string]int{} // likewise per entry
 	for attempt := 0; len(msgs) > 0; attempt++ {
-		url, err := p.queues.get(ctx, sub)
-		switch {
-		case errors.Is(err, store.ErrNotFound):
+		agent, err := p.agents.Agent(ctx, sub)
+		if errors.Is(err, store.ErrNotFound) {
 			return p.setAside(ctx, shardID, msgs, byID, fmt.Sprintf("subscriber agent %s does not exist", sub))
-		case err != nil:
-			if err := pause(ctx, log, attempt, "look up queue", err); err != nil {
-				return err
-			}
-			continue
 		}
-		failed, err := p.sender.SendMessages(ctx, url, msgs)
+		var failed []store.BatchFailure
+		if err == nil {
+			failed, err = p.sender.SendMessages(ctx, agent.QueueURL, msgs)
+		}
 		switch {
 		case errors.Is(err, store.ErrQueueMissing):
 			// The queue was deleted under the agent: its events wait in
 			// the dead letters; nobody else's are held up.
-			p.queues.forget(sub)
-			return p.setAside(ctx, shardID, msgs, byID, fmt.Sprintf("queue %s does not exist", url))
+			return p.setAside(ctx, shardID, msgs, byID, fmt.Sprintf("queue %s does not exist", agent.QueueURL))
 		case errors.Is(err, store.ErrRejected):
 			// SQS refused the call as invalid: resending cannot help.
 			return p.setAside(ctx, shardID, msgs, byID, "SQS refused the batch: "+err.Error())
+		case err != nil && !store.ServiceFault(err):
+			if own++; own >= maxEntryAttempts {
+				if len(msgs) == 1 {
+					return p.setAside(ctx, shardID, msgs, byID, fmt.Sprintf("sending failed %d times: %v", own, err))
+				}
+				// One entry may be at fault: send them one at a time, in
+				// order, each with attempts of its own.
+				c.done()
+				for _, m := range msgs {
+					if err := p.send(ctx, log, shardID, sub, []pendingEvent{byID[m.ID]}, []store.QueueMessage{m}); err != nil {
+						return err
+					}
+				}
+				return nil
+			}
+			fallthrough
 		case err != nil:
 			// Whole call failed: resend all of it; deduplication ids make
 			// the entries SQS did take harmless.
-			if err := pause(ctx, log, attempt, "send messages", err); err != nil {
+			if err := c.failed(ctx, attempt, err); err != nil {
 				return err
 			}
 			continue
@@ -169,8 +197,7 @@ func (p *Publisher) send(ctx context.Context, log *zap.Logger, shardID, sub stri
 		for _, f := range failed {
 			failedIDs[f.ID] = f
 		}
-		var again []store.QueueMessage
-		var invalid []store.QueueMessage
+		var again, invalid []store.QueueMessage
 		warnOrderHazard(log, msgs, failedIDs)
 		for _, m := range msgs {
 			f, ok := failedIDs[m.ID]
@@ -178,18 +205,25 @@ func (p *Publisher) send(ctx context.Context, log *zap.Logger, shardID, sub stri
 			case !ok:
 			case f.SenderFault:
 				invalid = append(invalid, m)
+			case !store.ServiceFaultCode(f.Code):
+				if ownEntry[m.ID]++; ownEntry[m.ID] >= maxEntryAttempts {
+					invalid = append(invalid, m)
+					continue
+				}
+				again = append(again, m)
 			default:
 				again = append(again, m)
 			}
 		}
 		if len(invalid) > 0 {
-			if err := p.setAside(ctx, shardID, invalid, byID, "SQS refused the message: "+failedIDs[invalid[0].ID].Code+": "+failedIDs[invalid[0].ID].Message); err != nil {
+			f := failedIDs[invalid[0].ID]
+			if err := p.setAside(ctx, shardID, invalid, byID, "SQS refused the message: "+f.Code+": "+f.Message); err != nil {
 				return err
 			}
 		}
 		msgs = again
 		if len(msgs) > 0 {
-			if err := pause(ctx, log, attempt, "send messages", fmt.Errorf("%d entries failed: %s", len(msgs), failedIDs[msgs[0].ID].Code)); err != nil {
+			if err := c.failed(ctx, attempt, fmt.Errorf("%d entries failed: %s: %s", len(msgs), failedIDs[msgs[0].ID].Code, failedIDs[msgs[0].ID].Message)); err != nil {
 				return err
 			}
 		}
@@ -217,16 +251,7 @@ func warnOrderHazard(log *zap.Logger, msgs []store.QueueMessage, failed map[stri
 func (p *Publisher) setAside(ctx context.Context, shardID string, msgs []store.QueueMessage, byID map[string]pendingEvent, reason string) error {
 	for _, m := range msgs {
 		pe := byID[m.ID]
-		dl := store.DeadLetter{
-			ID:      "publisher/" + pe.event.SubscriberID + "/" + pe.event.AgentID + "/" + pe.event.EventID,
-			Stage:   "publisher",
-			Reason:  reason,
-			ShardID: shardID,
-			Seq:     pe.seq,
-			Data:    []byte(m.Body),
-			At:      time.Now().UTC(),
-		}
-		if err := p.dead.putLetter(ctx, dl); err != nil {
+		if err := p.dead.putEvent(ctx, pe.event, shardID, pe.seq, []byte(m.Body), reason); err != nil {
 			return err
 		}
 	}

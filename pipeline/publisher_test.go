@@ -8,113 +8,21 @@ import (
 	"reflect"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/fanout/fanout/event"
 	"github.com/fanout/fanout/kcl"
 	"github.com/fanout/fanout/store"
+	"github.com/fanout/fanout/store/memstore"
 )
-
-// sendCall is one SendMessages call a fakeSender saw.
-type sendCall struct {
-	url  string
-	msgs []store.QueueMessage
-}
-
-// fakeSender is a messageSender holding one FIFO queue per URL. It
-// enforces SQS's batch limits, drops a message whose deduplication id its
-// queue already holds (as SQS does within its window), and answers each
-// call through respond when set.
-type fakeSender struct {
-	t *testing.T
-	// respond returns the error of the n-th call (0-based) to url, or its
-	// per-entry failures.
-	respond func(n int, url string, msgs []store.QueueMessage) ([]store.BatchFailure, error)
-
-	mu     sync.Mutex
-	calls  []sendCall
-	perURL map[string]int
-	queues map[string][]store.QueueMessage
-}
-
-func (f *fakeSender) SendMessages(ctx context.Context, url string, msgs []store.QueueMessage) ([]store.BatchFailure, error) {
-	f.mu.Lock()
-	if f.perURL == nil {
-		f.perURL = map[string]int{}
-	}
-	n := f.perURL[url]
-	f.perURL[url]++
-	f.calls = append(f.calls, sendCall{url: url, msgs: slices.Clone(msgs)})
-	f.mu.Unlock()
-	if len(msgs) == 0 || len(msgs) > store.MaxBatch {
-		f.t.Errorf("call %d: %d messages, want 1 to %d", n, len(msgs), store.MaxBatch)
-	}
-	size := 0
-	ids := map[string]bool{}
-	for _, m := range msgs {
-		size += len(m.Body)
-		if ids[m.ID] {
-			f.t.Errorf("call %d: entry id %s twice", n, m.ID)
-		}
-		ids[m.ID] = true
-	}
-	if len(msgs) > 1 && size > maxBatchBytes {
-		f.t.Errorf("call %d: %d messages of %d bytes, over the %d-byte batch limit", n, len(msgs), size, maxBatchBytes)
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	var failed []store.BatchFailure
-	if f.respond != nil {
-		var err error
-		if failed, err = f.respond(n, url, msgs); err != nil {
-			return nil, err
-		}
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.queues == nil {
-		f.queues = map[string][]store.QueueMessage{}
-	}
-	for _, m := range msgs {
-		if slices.ContainsFunc(failed, func(b store.BatchFailure) bool { return b.ID == m.ID }) {
-			continue
-		}
-		if slices.ContainsFunc(f.queues[url], func(q store.QueueMessage) bool { return q.DedupID == m.DedupID }) {
-			continue
-		}
-		f.queues[url] = append(f.queues[url], m)
-	}
-	return failed, nil
-}
-
-// queue returns the messages the queue at url holds, in order.
-func (f *fakeSender) queue(url string) []store.QueueMessage {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return slices.Clone(f.queues[url])
-}
-
-// sentEventIDs returns, per call to url, the eventIds it carried.
-func (f *fakeSender) sentEventIDs(t *testing.T, url string) [][]string {
-	t.Helper()
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	var out [][]string
-	for _, c := range f.calls {
-		if c.url == url {
-			out = append(out, messageEventIDs(t, c.msgs))
-		}
-	}
-	return out
-}
 
 // messageEventIDs returns the eventIds of msgs' bodies.
 func messageEventIDs(t *testing.T, msgs []store.QueueMessage) []string {
@@ -129,9 +37,6 @@ func messageEventIDs(t *testing.T, msgs []store.QueueMessage) []string {
 	}
 	return ids
 }
-
-// queueURL is the URL fakeAgents (knownAgents) gives agent id's queue.
-func queueURL(id string) string { return "https://sqs.test/queue-" + id + ".fifo" }
 
 // subscriberEvent is the SubscriberEvents item of event id of producer for
 // sub; a positive size makes its data a JSON string of that many bytes.
@@ -189,23 +94,30 @@ func changeRecord(t *testing.T, eventName string, e store.SubscriberEvent, seq s
 	}
 }
 
-// publisherFakes holds a Publisher's collaborators.
+// publisherFakes holds a Publisher's collaborators: wrappers around one
+// in-memory store.
 type publisherFakes struct {
-	agents *fakeAgents
-	sender *fakeSender
-	dead   *fakeDeadLetters
+	store  *memstore.Store
+	agents *flakyAgents
+	sender *recordingSender
+	dead   *flakyDeadLetters
 }
 
-// newTestPublisher returns a Publisher over fakes in which P, Q, s1 and s2
-// are known agents with queues.
-func newTestPublisher(t *testing.T) (*Publisher, publisherFakes) {
+// newTestPublisher returns a Publisher over a store in which P, Q, s1 and
+// s2 are known agents with queues. log nil: errors go to t's log.
+func newTestPublisher(t *testing.T, log *zap.Logger) (*Publisher, publisherFakes) {
 	t.Helper()
+	st := newMemStore(nil, "P", "Q", "s1", "s2")
 	f := publisherFakes{
-		agents: &fakeAgents{agents: knownAgents("P", "Q", "s1", "s2")},
-		sender: &fakeSender{t: t},
-		dead:   &fakeDeadLetters{},
+		store:  st,
+		agents: &flakyAgents{Store: st},
+		sender: &recordingSender{Store: st, t: t},
+		dead:   &flakyDeadLetters{Store: st},
 	}
-	return NewPublisher(f.agents, f.sender, f.dead, zaptest.NewLogger(t, zaptest.Level(zapcore.ErrorLevel))), f
+	if log == nil {
+		log = zaptest.NewLogger(t, zaptest.Level(zapcore.ErrorLevel))
+	}
+	return NewPublisher(PublisherDeps{Agents: f.agents, Queues: f.sender, DeadLetters: f.dead}, log), f
 }
 
 // inserts returns the INSERT records of events, numbered from seq 1000.
@@ -229,7 +141,7 @@ func eventIDs(prefix string, n int) []string {
 
 // checkQueue checks that the queue of sub holds exactly the messages of
 // events, in order, each as the spec describes it.
-func checkQueue(t *testing.T, f *fakeSender, sub string, events []store.SubscriberEvent) {
+func checkQueue(t *testing.T, f *recordingSender, sub string, events []store.SubscriberEvent) {
 	t.Helper()
 	got := f.queue(queueURL(sub))
 	if len(got) != len(events) {
@@ -276,7 +188,7 @@ func mustJSON(v any) string {
 
 func TestPublisherDelivers(t *testing.T) {
 	t.Parallel()
-	p, f := newTestPublisher(t)
+	p, f := newTestPublisher(t, nil)
 	// s1 follows P (23 events: three batches); s2 follows P (its first 3
 	// events) and Q. Updates and expiries in the stream are not events.
 	var s1, s2, all []store.SubscriberEvent
@@ -312,8 +224,8 @@ func TestPublisherDelivers(t *testing.T) {
 	if a, b := f.sender.queue(queueURL("s1"))[0].DedupID, f.sender.queue(queueURL("s2"))[0].DedupID; a != b {
 		t.Errorf("event p00 has deduplication id %s for s1 and %s for s2, want one id", a, b)
 	}
-	if a, b := f.agents.callsFor("s1"), f.agents.callsFor("s2"); a != 1 || b != 1 {
-		t.Errorf("Agent calls: s1 %d, s2 %d; want 1 each (queue URLs are cached)", a, b)
+	if a, b := f.agents.callsFor("s1"), f.agents.callsFor("s2"); a != 6 || b != 2 {
+		t.Errorf("Agent calls: s1 %d, s2 %d; want 6 and 2: one per batch (the store caches agents)", a, b)
 	}
 	if dl := f.dead.all(); len(dl) != 0 {
 		t.Errorf("dead letters = %+v, want none", dl)
@@ -322,7 +234,7 @@ func TestPublisherDelivers(t *testing.T) {
 
 func TestPublisherBatchBytes(t *testing.T) {
 	t.Parallel()
-	p, f := newTestPublisher(t)
+	p, f := newTestPublisher(t, nil)
 	sizes := []int{100_000, 100_000, 100_000, 100_000, 300_000, 100_000}
 	var events []store.SubscriberEvent
 	for i, size := range sizes {
@@ -340,7 +252,7 @@ func TestPublisherBatchBytes(t *testing.T) {
 
 func TestPublisherRetriesFailedEntries(t *testing.T) {
 	t.Parallel()
-	p, f := newTestPublisher(t)
+	p, f := newTestPublisher(t, nil)
 	f.sender.respond = func(n int, _ string, msgs []store.QueueMessage) ([]store.BatchFailure, error) {
 		var failed []store.BatchFailure
 		for _, m := range msgs {
@@ -372,6 +284,58 @@ func TestPublisherRetriesFailedEntries(t *testing.T) {
 	}
 }
 
+// TestPublisherWarnsOrderHazard: when SQS fails an entry but takes a
+// later one of the same group, the resent entry lands behind it (README,
+// known limits): the publisher logs that, and only that.
+func TestPublisherWarnsOrderHazard(t *testing.T) {
+	t.Parallel()
+	const hazard = "order hazard: SQS accepted a message after failing an earlier one of its group"
+	for _, tc := range []struct {
+		name string
+		fail string // the event whose entry fails, once
+		warn bool
+	}{
+		{"failed ahead of an accepted entry of its group", "p01", true},
+		{"failed last of its group", "p02", false},
+		{"failed ahead of another group's entries only", "q00", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			core, logs := observer.New(zapcore.WarnLevel)
+			p, f := newTestPublisher(t, zap.New(core))
+			f.sender.respond = func(n int, _ string, msgs []store.QueueMessage) ([]store.BatchFailure, error) {
+				var failed []store.BatchFailure
+				for i, id := range messageEventIDs(t, msgs) {
+					if n == 0 && id == tc.fail {
+						failed = append(failed, store.BatchFailure{ID: msgs[i].ID, Code: "InternalError", Message: "try again"})
+					}
+				}
+				return failed, nil
+			}
+			events := []store.SubscriberEvent{
+				subscriberEvent("P", "s1", "p00", 0), subscriberEvent("P", "s1", "p01", 0),
+				subscriberEvent("Q", "s1", "q00", 0), subscriberEvent("P", "s1", "p02", 0),
+			}
+			if err := p.Handle(boundedCtx(t), "shardId-1", inserts(t, events)); err != nil {
+				t.Fatalf("handle: %v", err)
+			}
+			if got := messageEventIDs(t, f.sender.queue(queueURL("s1"))); len(got) != len(events) {
+				t.Errorf("queue holds %v, want all %d events", got, len(events))
+			}
+			warnings := logs.FilterMessage(hazard).All()
+			if !tc.warn {
+				if len(warnings) != 0 {
+					t.Errorf("logged %q %d times, want never", hazard, len(warnings))
+				}
+				return
+			}
+			if len(warnings) != 1 || warnings[0].ContextMap()["producer_id"] != "P" || warnings[0].ContextMap()["subscriber_id"] != "s1" {
+				t.Errorf("order hazard log entries = %v, want one naming producer P and subscriber s1", warnings)
+			}
+		})
+	}
+}
+
 func TestPublisherSetsAside(t *testing.T) {
 	t.Parallel()
 	s1 := []store.SubscriberEvent{}
@@ -382,6 +346,8 @@ func TestPublisherSetsAside(t *testing.T) {
 		name    string
 		sub     string // whose events are set aside
 		respond func(n int, url string, msgs []store.QueueMessage) ([]store.BatchFailure, error)
+		// deleted says that sub's queue is deleted under it.
+		deleted bool
 		reason  string
 		// dead lists the eventIds set aside.
 		dead []string
@@ -399,33 +365,31 @@ func TestPublisherSetsAside(t *testing.T) {
 			},
 			reason:     "SQS refused the message: InvalidParameterValue: bad body",
 			dead:       []string{"p02"},
-			agentCalls: 1,
+			agentCalls: 2, // once per batch
 		},
 		{
-			name: "missing queue",
-			sub:  "s1",
-			respond: func(_ int, url string, msgs []store.QueueMessage) ([]store.BatchFailure, error) {
-				if url == queueURL("s1") {
-					return nil, fmt.Errorf("send %d messages to queue %s: %w", len(msgs), url, store.ErrQueueMissing)
-				}
-				return nil, nil
-			},
+			name:       "missing queue",
+			sub:        "s1",
+			deleted:    true,
 			reason:     "queue " + queueURL("s1") + " does not exist",
 			dead:       eventIDs("p", 12),
-			agentCalls: 2, // looked up again for the second batch
+			agentCalls: 2,
 		},
 		{
 			name:       "unknown subscriber",
 			sub:        "ghost",
 			reason:     "subscriber agent ghost does not exist",
 			dead:       eventIDs("p", 12),
-			agentCalls: 2, // not found is not cached
+			agentCalls: 2,
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			p, f := newTestPublisher(t)
+			p, f := newTestPublisher(t, nil)
 			f.sender.respond = tc.respond
+			if tc.deleted {
+				f.store.DeleteQueue(queueURL(tc.sub))
+			}
 			// The affected subscriber's events interleaved with s2's.
 			var affected, s2, all []store.SubscriberEvent
 			for i, id := range eventIDs("p", 12) {
@@ -464,7 +428,7 @@ func TestPublisherSetsAside(t *testing.T) {
 				want := store.DeadLetter{
 					ID: "publisher/" + tc.sub + "/" + body.AgentID + "/" + body.EventID, Stage: "publisher", Reason: tc.reason,
 					ShardID: "shardId-7", Seq: aws.ToString(records[2*i].SequenceNumber),
-					Data: []byte(newMessage(affected[i], 0).Body),
+					Data: []byte(newMessage(affected[i], 0).Body), DataBytes: len(newMessage(affected[i], 0).Body),
 				}
 				got := dl
 				got.At = time.Time{}
@@ -497,7 +461,7 @@ func TestPublisherSetsAsideBadRecords(t *testing.T) {
 	for _, tc := range bad {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			p, f := newTestPublisher(t)
+			p, f := newTestPublisher(t, nil)
 			records := []types.Record{
 				{Data: []byte(tc.data), SequenceNumber: aws.String("5"), PartitionKey: aws.String("{}")},
 				changeRecord(t, "INSERT", good, "6"),
@@ -545,7 +509,7 @@ func TestPublisherRetriesTransientErrors(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			p, f := newTestPublisher(t)
+			p, f := newTestPublisher(t, nil)
 			tc.setup(f)
 			var events []store.SubscriberEvent
 			for _, id := range eventIDs("p", 12) {
@@ -622,7 +586,7 @@ func TestPublisherCancelled(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			p, f := newTestPublisher(t)
+			p, f := newTestPublisher(t, nil)
 			ctx, cancel := context.WithCancel(boundedCtx(t))
 			defer cancel()
 			tc.setup(f, cancel)
@@ -643,7 +607,7 @@ func TestPublisherCancelled(t *testing.T) {
 // for ever; the other subscriber's messages are delivered.
 func TestPublisherSetsAsideRejectedBatch(t *testing.T) {
 	t.Parallel()
-	p, f := newTestPublisher(t)
+	p, f := newTestPublisher(t, nil)
 	f.sender.respond = func(_ int, url string, _ []store.QueueMessage) ([]store.BatchFailure, error) {
 		if url == queueURL("s1") {
 			return nil, fmt.Errorf("send: %w: InvalidParameterValue", store.ErrRejected)

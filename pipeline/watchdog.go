@@ -36,9 +36,9 @@ const (
 // the caller sets its record aside.
 var errGaveUp = errors.New("failed every attempt")
 
-// setAside reports whether err means the record must be set aside rather
+// gaveUp reports whether err means the record must be set aside rather
 // than retried: AWS refused it as invalid, or it failed every attempt.
-func setAside(err error) bool {
+func gaveUp(err error) bool {
 	return errors.Is(err, store.ErrRejected) || errors.Is(err, errGaveUp)
 }
 
@@ -114,6 +114,10 @@ func (c *call) failed(ctx context.Context, attempt int, err error) error {
 		c.w.failing[c] = struct{}{}
 	}
 	c.err = err
+	if _, ok := c.w.failing[c]; !ok { // failing again after done
+		c.since = time.Now()
+		c.w.failing[c] = struct{}{}
+	}
 	stuck := !c.warned && time.Since(c.since) >= c.w.stuckAfter
 	c.warned = c.warned || stuck
 	since := c.since
@@ -128,12 +132,14 @@ func (c *call) failed(ctx context.Context, attempt int, err error) error {
 	return nil
 }
 
-// done stops watching c.
+// done stops watching c. It may be called more than once.
 func (c *call) done() {
 	c.w.mu.Lock()
 	delete(c.w.failing, c)
+	warned := c.warned
+	c.warned = false
 	c.w.mu.Unlock()
-	if c.warned {
+	if warned {
 		c.w.log.Info("worker unstuck", append(c.fields, zap.String("call", c.what))...)
 	}
 }
@@ -142,7 +148,7 @@ func (c *call) done() {
 // It gives up with an error wrapping store.ErrRejected at once when AWS
 // refused the request as invalid, and with one wrapping errGaveUp after
 // maxEntryAttempts failures that were not service faults: the caller sets
-// the record aside (setAside). Service faults are retried until ctx is
+// the record aside (gaveUp). Service faults are retried until ctx is
 // done, the call counting as stuck after StuckAfter.
 func (w *Watchdog) retry(ctx context.Context, shard string, f func() error, what string, fields ...zap.Field) error {
 	c := w.track(shard, what, fields...)

@@ -73,7 +73,11 @@ func TestRegisterAgent(t *testing.T) {
 			if len(registered) != 1 || registered[0] != arn {
 				t.Errorf("RegisterAgent calls = %q, want [%q]", registered, arn)
 			}
-			want := `{"agentId":"agent-1","queueUrl":"https://sqs.example/agents-agent-1.fifo","resourceArn":"` + arn + `","createdAt":"2025-07-01T12:00:00.123Z"}`
+			a, err := f.store.RegisterAgent(t.Context(), arn) // the agent the call registered: registering is idempotent
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := `{"agentId":"` + a.ID + `","queueUrl":"` + a.QueueURL + `","resourceArn":"` + arn + `","createdAt":"2025-07-01T12:00:00.123Z"}`
 			if got := strings.TrimSpace(rec.Body.String()); got != want {
 				t.Errorf("body = %s, want %s", got, want)
 			}

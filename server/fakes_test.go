@@ -19,12 +19,24 @@ import (
 
 	"github.com/fanout/fanout/event"
 	"github.com/fanout/fanout/store"
+	"github.com/fanout/fanout/store/memstore"
 )
 
-// fakeAgents is an in-memory agents that records its calls.
-type fakeAgents struct {
+// The handlers' tests run over memstore, which behaves as *store.Store
+// does (package storetest holds both to that). The wrappers below add what
+// a test needs beyond it: call records and injected failures.
+
+// clock is the in-memory store's: agents registered in a test are created
+// then (2025-07-01T12:00:00.123Z once stored).
+func clock() time.Time {
+	return time.Date(2025, 7, 1, 14, 0, 0, 123456789, time.FixedZone("CEST", 2*3600))
+}
+
+// recordingAgents is the store's RegisterAgent and Agent, recording their
+// calls, failing or misbehaving as a test says.
+type recordingAgents struct {
+	*memstore.Store
 	mu          sync.Mutex
-	byID        map[string]store.Agent
 	errFor      map[string]error // Agent(id) fails with this
 	registerErr error
 	block       bool // Agent waits for ctx to end, then returns ctx.Err()
@@ -33,33 +45,31 @@ type fakeAgents struct {
 	lookedUp    []string
 }
 
-func newFakeAgents(ids ...string) *fakeAgents {
-	f := &fakeAgents{byID: map[string]store.Agent{}, errFor: map[string]error{}}
+// newRecordingAgents returns the agents of st, with agent ids known:
+// each with a queue and a resource ARN named after its id.
+func newRecordingAgents(st *memstore.Store, ids ...string) *recordingAgents {
 	for _, id := range ids {
-		f.byID[id] = store.Agent{ID: id, QueueURL: "https://sqs.example/agents-" + id + ".fifo",
-			ResourceARN: "arn:aws:iam::123456789012:role/" + id, CreatedAt: time.Date(2025, 7, 1, 12, 0, 0, 0, time.UTC)}
+		st.AddAgent(store.Agent{ID: id, QueueURL: "https://sqs.example/agents-" + id + ".fifo",
+			ResourceARN: "arn:aws:iam::123456789012:role/" + id, CreatedAt: time.Date(2025, 7, 1, 12, 0, 0, 0, time.UTC)})
 	}
-	return f
+	return &recordingAgents{Store: st, errFor: map[string]error{}}
 }
 
-func (f *fakeAgents) RegisterAgent(ctx context.Context, arn string) (store.Agent, error) {
+func (f *recordingAgents) RegisterAgent(ctx context.Context, arn string) (store.Agent, error) {
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	f.registered = append(f.registered, arn)
-	if f.registerErr != nil {
-		return store.Agent{}, f.registerErr
+	err := f.registerErr
+	f.mu.Unlock()
+	if err != nil {
+		return store.Agent{}, err
 	}
-	a := store.Agent{ID: "agent-1", QueueURL: "https://sqs.example/agents-agent-1.fifo", ResourceARN: arn,
-		CreatedAt: time.Date(2025, 7, 1, 14, 0, 0, 123456789, time.FixedZone("CEST", 2*3600))}
-	f.byID[a.ID] = a
-	return a, nil
+	return f.Store.RegisterAgent(ctx, arn)
 }
 
-func (f *fakeAgents) Agent(ctx context.Context, id string) (store.Agent, error) {
+func (f *recordingAgents) Agent(ctx context.Context, id string) (store.Agent, error) {
 	f.mu.Lock()
 	f.lookedUp = append(f.lookedUp, id)
 	block, panics, err := f.block, f.panics, f.errFor[id]
-	a, ok := f.byID[id]
 	f.mu.Unlock()
 	switch {
 	case panics:
@@ -69,48 +79,56 @@ func (f *fakeAgents) Agent(ctx context.Context, id string) (store.Agent, error) 
 		return store.Agent{}, ctx.Err()
 	case err != nil:
 		return store.Agent{}, err
-	case !ok:
-		return store.Agent{}, fmt.Errorf("agent %s: %w", id, store.ErrNotFound)
 	}
-	return a, nil
+	return f.Store.Agent(ctx, id)
 }
 
-func (f *fakeAgents) calls() (registered, lookedUp []string) {
+func (f *recordingAgents) calls() (registered, lookedUp []string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return append([]string(nil), f.registered...), append([]string(nil), f.lookedUp...)
 }
 
-// fakeSubs is an in-memory subscriptions that records its calls.
-type fakeSubs struct {
+// recordingSubs is the store's subscriptions, recording the calls that
+// change them; err, when set, fails every call.
+type recordingSubs struct {
+	*memstore.Store
 	mu           sync.Mutex
-	producers    map[string][]store.Subscription // by subscriber
 	err          error
 	subscribed   [][2]string // {producer, subscriber}
 	unsubscribed [][2]string
 }
 
-func (f *fakeSubs) Subscribe(ctx context.Context, producerID, subscriberID string) error {
+func (f *recordingSubs) Subscribe(ctx context.Context, producerID, subscriberID string) error {
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	f.subscribed = append(f.subscribed, [2]string{producerID, subscriberID})
-	return f.err
-}
-
-func (f *fakeSubs) Unsubscribe(ctx context.Context, producerID, subscriberID string) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.unsubscribed = append(f.unsubscribed, [2]string{producerID, subscriberID})
-	return f.err
-}
-
-func (f *fakeSubs) Producers(ctx context.Context, subscriberID string) ([]store.Subscription, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.err != nil {
-		return nil, f.err
+	err := f.err
+	f.mu.Unlock()
+	if err != nil {
+		return err
 	}
-	return f.producers[subscriberID], nil
+	return f.Store.Subscribe(ctx, producerID, subscriberID)
+}
+
+func (f *recordingSubs) Unsubscribe(ctx context.Context, producerID, subscriberID string) error {
+	f.mu.Lock()
+	f.unsubscribed = append(f.unsubscribed, [2]string{producerID, subscriberID})
+	err := f.err
+	f.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	return f.Store.Unsubscribe(ctx, producerID, subscriberID)
+}
+
+func (f *recordingSubs) Producers(ctx context.Context, subscriberID string) ([]store.Subscription, error) {
+	f.mu.Lock()
+	err := f.err
+	f.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	return f.Store.Producers(ctx, subscriberID)
 }
 
 // fakePublisher records every Publish call and answers with receipts
@@ -171,8 +189,9 @@ func (f *fakeReadiness) Ready(ctx context.Context) error {
 // fixture is a handler under test with its fakes and its log.
 type fixture struct {
 	h      http.Handler
-	agents *fakeAgents
-	subs   *fakeSubs
+	store  *memstore.Store // behind agents and subs
+	agents *recordingAgents
+	subs   *recordingSubs
 	pub    *fakePublisher
 	ready  *fakeReadiness
 	logs   *observer.ObservedLogs
@@ -181,7 +200,8 @@ type fixture struct {
 func newFixture(t *testing.T, cfg Config, agentIDs ...string) *fixture {
 	t.Helper()
 	core, logs := observer.New(zapcore.DebugLevel)
-	f := &fixture{agents: newFakeAgents(agentIDs...), subs: &fakeSubs{producers: map[string][]store.Subscription{}},
+	st := memstore.New(clock)
+	f := &fixture{store: st, agents: newRecordingAgents(st, agentIDs...), subs: &recordingSubs{Store: st},
 		pub: &fakePublisher{}, ready: &fakeReadiness{}, logs: logs}
 	f.h = New(cfg, f.agents, f.subs, f.pub, f.ready, zap.New(core))
 	return f

@@ -125,7 +125,9 @@ func TestListSubscriptions(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			f := newFixture(t, Config{}, "L")
-			f.subs.producers["L"] = tc.subs
+			for _, sub := range tc.subs {
+				f.store.AddSubscription(sub)
+			}
 			f.subs.err = tc.err
 			rec := f.do(t, http.MethodGet, tc.path, "", nil)
 			if tc.wantErr != nil {

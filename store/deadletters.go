@@ -30,6 +30,24 @@ const (
 	reasonTruncated = " [truncated]"
 )
 
+// Bounded returns d as PutDeadLetter keeps it: Data cut to its first
+// maxDeadLetterData (256 KiB) bytes, nil when empty; Reason cut to
+// maxDeadLetterReason (4 KiB) bytes of valid UTF-8, ending in
+// reasonTruncated when cut; DataBytes the length of d.Data and Truncated
+// whether Data was cut. Other fields are left as they are.
+func (d DeadLetter) Bounded() DeadLetter {
+	d.DataBytes = len(d.Data)
+	d.Truncated = len(d.Data) > maxDeadLetterData
+	if d.Truncated {
+		d.Data = d.Data[:maxDeadLetterData]
+	}
+	if len(d.Data) == 0 {
+		d.Data = nil
+	}
+	d.Reason = truncateString(d.Reason, maxDeadLetterReason, reasonTruncated)
+	return d
+}
+
 // PutDeadLetter sets d aside, unless a dead letter with d.ID is there
 // already: a replay adds nothing and returns created == false. A zero d.At
 // is stored as the current time. Data is cut to its first
@@ -47,22 +65,19 @@ func (s *Store) PutDeadLetter(ctx context.Context, d DeadLetter) (created bool, 
 	if d.At.IsZero() {
 		d.At = s.now()
 	}
-	data := d.Data
-	if len(data) > maxDeadLetterData {
-		data = data[:maxDeadLetterData]
-	}
+	d = d.Bounded()
 	it := map[string]types.AttributeValue{
 		attrID:        attrS(d.ID),
 		attrStage:     attrS(d.Stage),
-		attrReason:    attrS(truncateString(d.Reason, maxDeadLetterReason, reasonTruncated)),
+		attrReason:    attrS(d.Reason),
 		attrShardID:   attrS(d.ShardID),
 		attrSeq:       attrS(d.Seq),
 		attrCreatedAt: attrS(formatTime(d.At)),
-		attrDataBytes: attrN(int64(len(d.Data))),
-		attrTruncated: &types.AttributeValueMemberBOOL{Value: len(data) < len(d.Data)},
+		attrDataBytes: attrN(int64(d.DataBytes)),
+		attrTruncated: &types.AttributeValueMemberBOOL{Value: d.Truncated},
 	}
-	if len(data) > 0 {
-		it[attrData] = &types.AttributeValueMemberB{Value: data}
+	if len(d.Data) > 0 {
+		it[attrData] = &types.AttributeValueMemberB{Value: d.Data}
 	}
 	if err := checkItem(it, attrID, ""); err != nil {
 		return false, fmt.Errorf("put dead letter %s (shard %s, seq %s): %w", d.ID, d.ShardID, d.Seq, err)
