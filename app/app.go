@@ -101,12 +101,12 @@ func New(ctx context.Context, cfg Config, awsCfg aws.Config, log *zap.Logger) (*
 	}
 
 	a := &App{cfg: cfg, log: log, ln: ln, calls: calls, metrics: m}
-	agg := pipeline.NewAggregator(pipeline.AggregatorDeps{Subscribers: st, Agents: st, Events: st, EventIDs: st, DeadLetters: st}, log)
+	agg := pipeline.NewAggregator(pipeline.AggregatorDeps{Subscribers: st, Agents: st, Events: st, EventIDs: st, DeadLetters: st, Metrics: m}, log)
 	a.aggregator = kcl.NewKinesisWorker(kcl.Config{
 		Name: cfg.AggregatorLeaseTable, Stream: cfg.Stream, Region: awsCfg.Region, WorkerID: cfg.WorkerID,
 		Monitor: m.Worker(metrics.WorkerAggregator),
 	}, kc, ddb, agg, log)
-	pub := pipeline.NewPublisher(pipeline.PublisherDeps{Agents: st, Queues: st, DeadLetters: st}, log)
+	pub := pipeline.NewPublisher(pipeline.PublisherDeps{Agents: st, Queues: st, DeadLetters: st, Metrics: m}, log)
 	a.publisher = kcl.NewStreamsWorker(kcl.Config{
 		Name: cfg.PublisherLeaseTable, Stream: streamARN, Region: awsCfg.Region, WorkerID: cfg.WorkerID,
 		Monitor: m.Worker(metrics.WorkerPublisher),

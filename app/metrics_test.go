@@ -1,6 +1,7 @@
 package app_test
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -9,7 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -140,12 +143,21 @@ func TestMetricsAfterRoundTrip(t *testing.T) {
 		t.Errorf("a fresh task counts %g accepted events, want 0", v)
 	}
 
-	producer, sub := register(t, s, "p"), register(t, s, "s")
+	producer, sub, gone := register(t, s, "p"), register(t, s, "s"), register(t, s, "gone")
 	subscribe(t, s, sub, producer)
+	subscribe(t, s, gone, producer)
+	if _, err := e.sqs.DeleteQueue(context.Background(), &sqs.DeleteQueueInput{QueueUrl: aws.String(gone.QueueURL)}); err != nil {
+		t.Fatal(err)
+	}
+	e.putRecord(t, producer.ID, "garbage") // set aside by the aggregator: not an event
 	publish(t, s, numbered(producer, 0, 3)...)
-	publish(t, s, numbered(producer, 3, 1)...)                                        // the producer's second lookup hits the agent cache
+	publish(t, s, numbered(producer, 3, 1)...) // the producer's second lookup hits the agent cache
+	repeat := numbered(producer, 4, 1)
+	repeat[0].EventID = "metrics-repeat"
+	publish(t, s, repeat...)
+	publish(t, s, repeat...)                                                          // the same eventId again: dropped by the aggregator
 	mustCall(t, 400, "POST", s.url+"/events", map[string]any{"agentId": producer.ID}) // no eventType, no data
-	receive(t, e, sub.QueueURL, deliveryTimeout, count(4))
+	receive(t, e, sub.QueueURL, deliveryTimeout, count(5))
 
 	fams := waitMetrics(t, s,
 		metricCheck{metrics.HTTPRequests, []string{"method", "POST", "route", "/events", "status", "202"}, 2},
@@ -172,6 +184,13 @@ func TestMetricsAfterRoundTrip(t *testing.T) {
 		metricCheck{metrics.ProcessRecordsDuration, []string{"worker", metrics.WorkerPublisher}, 1},
 		metricCheck{metrics.IteratorAge, []string{"worker", metrics.WorkerAggregator}, 0},
 		metricCheck{metrics.IteratorAge, []string{"worker", metrics.WorkerPublisher}, 0},
+		metricCheck{metrics.Deliveries, nil, 5},
+		metricCheck{metrics.DeliveryLatency, nil, 5},
+		metricCheck{metrics.DeadLetters, []string{"stage", metrics.StageAggregator, "reason", metrics.ReasonUnparsable}, 1},
+		metricCheck{metrics.DeadLetters, []string{"stage", metrics.StagePublisher, "reason", metrics.ReasonQueueMissing}, 5},
+		metricCheck{metrics.DuplicatesDropped, []string{"stage", metrics.StageAggregator}, 1},
+		metricCheck{metrics.CacheLookups, []string{"cache", metrics.CacheSubscribers, "result", "miss"}, 1},
+		metricCheck{metrics.CacheLookups, []string{"cache", metrics.CacheSubscribers, "result", "hit"}, 1},
 		metricCheck{metrics.RecordAge, []string{"worker", metrics.WorkerAggregator}, 0},
 		metricCheck{metrics.RecordAge, []string{"worker", metrics.WorkerPublisher}, 0},
 		metricCheck{"go_goroutines", nil, 1},
@@ -181,9 +200,17 @@ func TestMetricsAfterRoundTrip(t *testing.T) {
 			t.Errorf("/metrics lacks %s after a round trip", d.Name)
 		}
 	}
+	// Latency: every delivery is timed from its record's arrival in
+	// Kinesis, so the sum is positive and under the wait above.
+	if h := fams[metrics.DeliveryLatency].GetMetric()[0].GetHistogram(); h.GetSampleSum() <= 0 || h.GetSampleSum() > float64(h.GetSampleCount())*deliveryTimeout.Seconds() {
+		t.Errorf("delivery latency sum %gs over %d deliveries: want a positive time below %s each", h.GetSampleSum(), h.GetSampleCount(), deliveryTimeout)
+	}
+	if v, _ := series(fams, metrics.DuplicatesDropped, "stage", metrics.StageAggregator); v != 1 {
+		t.Errorf("duplicates dropped = %g, want 1 (one repeated eventId)", v)
+	}
 	// Bounded labels: no agent id is a label value.
 	body := scrapeText(t, s)
-	for _, id := range []string{producer.ID, sub.ID} {
+	for _, id := range []string{producer.ID, sub.ID, gone.ID} {
 		if strings.Contains(body, id) {
 			t.Errorf("/metrics holds agent id %s", id)
 		}

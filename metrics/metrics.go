@@ -72,7 +72,7 @@ const (
 
 	CacheAgents      = "agents"
 	CacheSubscribers = "subscribers"
-	CacheQueues      = "queues"
+	CacheProducers   = "producers"
 )
 
 // Kind is a metric's Prometheus type.
@@ -156,7 +156,7 @@ func New() *Metrics {
 	m.duplicates = m.counterVec(DuplicatesDropped, "Events dropped because their producer had already sent that eventId (within 24 h), by stage.", "stage")
 	m.awsRequests = m.counterVec(AWSRequests, "AWS API request attempts (retries included: what AWS bills and throttles), by service, operation and outcome (ok, error, throttled).", "service", "operation", "outcome")
 	m.awsRetries = m.counterVec(AWSRetries, "AWS API request attempts that were retries of an earlier attempt, by service and operation.", "service", "operation")
-	m.cacheLookups = m.counterVec(CacheLookups, "Cache lookups, by cache (agents, subscribers, queues) and result (hit, miss).", "cache", "result")
+	m.cacheLookups = m.counterVec(CacheLookups, "Cache lookups, by cache (agents: the store's agents, API and publisher; subscribers: the aggregator's subscriber lists; producers: the aggregator's check of producers without subscribers) and result (hit, miss).", "cache", "result")
 	m.leasesHeld = m.gaugeVec(LeasesHeld, "Shard leases this task holds, by worker (aggregator: Kinesis shards, publisher: DynamoDB stream shards).", "worker")
 	m.leaseRenewals = m.counterVec(LeaseRenewals, "Lease renewals by this task, by worker.", "worker")
 	m.recordsRead = m.counterVec(RecordsRead, "Records read from the worker's stream and handed to the pipeline, by worker.", "worker")
@@ -177,7 +177,7 @@ func New() *Metrics {
 		m.getRecordsTime.WithLabelValues(w)
 		m.processTime.WithLabelValues(w)
 	}
-	for _, c := range []string{CacheAgents, CacheSubscribers, CacheQueues} {
+	for _, c := range []string{CacheAgents, CacheSubscribers, CacheProducers} {
 		m.cacheLookups.WithLabelValues(c, "hit")
 		m.cacheLookups.WithLabelValues(c, "miss")
 	}

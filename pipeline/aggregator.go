@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/fanout/fanout/event"
+	"github.com/fanout/fanout/metrics"
 	"github.com/fanout/fanout/store"
 )
 
@@ -74,6 +75,7 @@ type Aggregator struct {
 	ids    eventIDClaimer
 	dead   *deadLetters
 	watch  *Watchdog
+	rec    Recorder
 	log    *zap.Logger
 }
 
@@ -85,12 +87,16 @@ type AggregatorDeps struct {
 	Events      eventWriter
 	EventIDs    eventIDClaimer
 	DeadLetters deadLetterer
+	// Metrics counts dead letters, repeats and cache lookups; nil counts
+	// nothing.
+	Metrics Recorder
 }
 
 // NewAggregator returns an Aggregator over deps.
 func NewAggregator(deps AggregatorDeps, log *zap.Logger) *Aggregator {
 	watch := NewWatchdog(log)
-	return &Aggregator{
+	rec := recorder(deps.Metrics)
+	a := &Aggregator{
 		subs: newTTLCache(SubscriptionTTL, cacheEntries, deps.Subscribers.Subscribers),
 		known: newTTLCache(SubscriptionTTL, cacheEntries, func(ctx context.Context, id string) (bool, error) {
 			_, err := deps.Agents.Agent(ctx, id)
@@ -101,10 +107,14 @@ func NewAggregator(deps AggregatorDeps, log *zap.Logger) *Aggregator {
 		}),
 		events: deps.Events,
 		ids:    deps.EventIDs,
-		dead:   &deadLetters{store: deps.DeadLetters, stage: "aggregator", watch: watch, log: log},
+		dead:   &deadLetters{store: deps.DeadLetters, stage: metrics.StageAggregator, watch: watch, rec: rec, log: log},
 		watch:  watch,
+		rec:    rec,
 		log:    log,
 	}
+	a.subs.counted = func(hit bool) { rec.CacheLookup(metrics.CacheSubscribers, hit) }
+	a.known.counted = func(hit bool) { rec.CacheLookup(metrics.CacheProducers, hit) }
+	return a
 }
 
 // Stuck returns the calls the aggregator has been retrying for longer than
@@ -142,7 +152,7 @@ func (a *Aggregator) Handle(ctx context.Context, shardID string, records []types
 				if _, ok := perSubscriber[s]; !ok {
 					order = append(order, s)
 				}
-				perSubscriber[s] = append(perSubscriber[s], store.SubscriberEvent{Event: e, SubscriberID: s, ShardID: shardID, Seq: f.seq})
+				perSubscriber[s] = append(perSubscriber[s], store.SubscriberEvent{Event: e, SubscriberID: s, ShardID: shardID, Seq: f.seq, Arrived: f.arrived})
 			}
 		}
 	}
@@ -154,7 +164,7 @@ func (a *Aggregator) Handle(ctx context.Context, shardID string, records []types
 			}, "write subscriber event", zap.String("subscriber_id", sub), zap.String("event_id", e.EventID), zap.String("seq", e.Seq))
 			if gaveUp(err) {
 				data, _ := json.Marshal(e.Event) // cannot fail: the event was parsed from JSON
-				err = a.dead.putEvent(ctx, e, e.ShardID, e.Seq, data, "SubscriberEvents refused the item for subscriber "+sub+": "+err.Error())
+				err = a.dead.putEvent(ctx, e, e.ShardID, e.Seq, data, reasonClass(err), "SubscriberEvents refused the item for subscriber "+sub+": "+err.Error())
 			}
 			if err != nil {
 				return err
@@ -167,6 +177,7 @@ func (a *Aggregator) Handle(ctx context.Context, shardID string, records []types
 // fanned is one record's events and the subscribers they go to.
 type fanned struct {
 	seq     string
+	arrived time.Time // when the record reached Kinesis
 	events  []event.Event
 	subs    []string // subscriber ids
 	dropped []bool   // per event: a repeat, delivered to no one
@@ -180,13 +191,17 @@ func (a *Aggregator) fanOut(ctx context.Context, shardID string, r types.Record)
 	arrival := aws.ToTime(r.ApproximateArrivalTimestamp)
 	events, err := event.ParseRecord(r.Data, aws.ToString(r.PartitionKey), shardID, seq, arrival)
 	if err != nil {
-		return nil, a.dead.put(ctx, shardID, seq, r.Data, err.Error())
+		class := metrics.ReasonInvalid
+		if errors.Is(err, event.ErrNotEvent) {
+			class = metrics.ReasonUnparsable
+		}
+		return nil, a.dead.put(ctx, shardID, seq, r.Data, class, err.Error())
 	}
 	producer := events[0].AgentID
 	lookup := func(what string, f func() error) (bool, error) {
 		err := a.watch.retry(ctx, shardID, f, what, zap.String("producer_id", producer), zap.String("seq", seq))
 		if gaveUp(err) {
-			return false, a.dead.put(ctx, shardID, seq, r.Data, what+": "+err.Error())
+			return false, a.dead.put(ctx, shardID, seq, r.Data, reasonClass(err), what+": "+err.Error())
 		}
 		return err == nil, err
 	}
@@ -208,10 +223,10 @@ func (a *Aggregator) fanOut(ctx context.Context, shardID string, r types.Record)
 			return nil, err
 		}
 		if !known {
-			return nil, a.dead.put(ctx, shardID, seq, r.Data, fmt.Sprintf("unknown producer agentId %q: register it with POST /agents", producer))
+			return nil, a.dead.put(ctx, shardID, seq, r.Data, metrics.ReasonUnknownAgent, fmt.Sprintf("unknown producer agentId %q: register it with POST /agents", producer))
 		}
 	}
-	f := &fanned{seq: seq, events: events, dropped: make([]bool, len(events))}
+	f := &fanned{seq: seq, arrived: arrival, events: events, dropped: make([]bool, len(events))}
 	for _, s := range subs {
 		if subscribedAt(s, arrival) {
 			f.subs = append(f.subs, s.SubscriberID)

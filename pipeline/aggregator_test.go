@@ -121,7 +121,7 @@ func TestAggregatorFansOut(t *testing.T) {
 	}
 
 	item := func(sub, id, producer, eventType, ts, data, seq string) store.SubscriberEvent {
-		return store.SubscriberEvent{Event: event.Event{EventID: id, AgentID: producer, EventType: eventType, Timestamp: ts, Data: json.RawMessage(data)}, SubscriberID: sub, ShardID: "shardId-1", Seq: seq}
+		return store.SubscriberEvent{Event: event.Event{EventID: id, AgentID: producer, EventType: eventType, Timestamp: ts, Data: json.RawMessage(data)}, SubscriberID: sub, ShardID: "shardId-1", Seq: seq, Arrived: arrival}
 	}
 	generated := func(e store.SubscriberEvent) store.SubscriberEvent { e.GeneratedID = true; return e }
 	const ts = "2025-07-01T12:00:00.000Z"

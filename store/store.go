@@ -109,6 +109,10 @@ type SubscriberEvent struct {
 	SubscriberID string
 	ShardID      string // Kinesis shard of the source record
 	Seq          string // Kinesis sequence number of the source record
+	// Arrived is when the source record reached Kinesis (its acceptance),
+	// to the millisecond; zero when unknown (items written before fanout
+	// kept it). The publisher times deliveries from it.
+	Arrived time.Time
 }
 
 // DeadLetter is a record set aside because it cannot be processed.
