@@ -10,9 +10,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/arn"
@@ -43,6 +45,9 @@ type App struct {
 	publisher  *kcl.Worker
 	calls      *CallCounter
 	metrics    *metrics.Metrics
+	// emfOut receives the EMF lines (stdout, which the task's log driver
+	// ships to CloudWatch Logs).
+	emfOut io.Writer
 }
 
 // New connects to AWS through awsCfg, creates the resources when
@@ -100,7 +105,7 @@ func New(ctx context.Context, cfg Config, awsCfg aws.Config, log *zap.Logger) (*
 		return nil, fmt.Errorf("listen on FANOUT_ADDR=%s: %w", cfg.Addr, err)
 	}
 
-	a := &App{cfg: cfg, log: log, ln: ln, calls: calls, metrics: m}
+	a := &App{cfg: cfg, log: log, ln: ln, calls: calls, metrics: m, emfOut: os.Stdout}
 	agg := pipeline.NewAggregator(pipeline.AggregatorDeps{Subscribers: st, Agents: st, Events: st, EventIDs: st, DeadLetters: st, Metrics: m}, log)
 	a.aggregator = kcl.NewKinesisWorker(kcl.Config{
 		Name: cfg.AggregatorLeaseTable, Stream: cfg.Stream, Region: awsCfg.Region, WorkerID: cfg.WorkerID,
@@ -148,12 +153,46 @@ func (a *App) Run(ctx context.Context) error {
 	g.Go(func() error {
 		return server.Serve(gctx, a.ln, a.handler, a.cfg.ShutdownTimeout)
 	})
+	if a.cfg.EMFNamespace != "" {
+		g.Go(func() error {
+			a.writeEMF(gctx)
+			return nil
+		})
+	}
 	a.log.Info("fanout running", zap.String("addr", a.Addr()), zap.String("worker_id", a.cfg.WorkerID))
-	if err := g.Wait(); err != nil {
+	err := g.Wait()
+	if a.cfg.EMFNamespace != "" {
+		a.flushEMF()
+	}
+	if err != nil {
 		return err
 	}
 	a.log.Info("fanout stopped")
 	return nil
+}
+
+// writeEMF writes the task's metrics as EMF lines to a.emfOut every
+// metrics.EMFInterval until ctx ends (Run writes them once more after the
+// stop, so a stopping task's last counts reach CloudWatch).
+func (a *App) writeEMF(ctx context.Context) {
+	tick := time.NewTicker(metrics.EMFInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			a.flushEMF()
+		}
+	}
+}
+
+// flushEMF writes the EMF lines once. A failed write is logged (stdout
+// gone): metrics are not worth stopping the task for.
+func (a *App) flushEMF() {
+	if err := a.metrics.WriteEMF(a.emfOut, a.cfg.EMFNamespace, time.Now()); err != nil {
+		a.log.Warn("metrics not written", zap.Error(err))
+	}
 }
 
 // callerAccount asks STS where fanout runs: the partition and account of
