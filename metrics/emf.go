@@ -35,7 +35,10 @@ const (
 type emfMetric struct {
 	name string
 	dims []string
-	unit string
+	// rollups are further dimension sets (subsets of dims) CloudWatch also
+	// publishes the values under: [] is the total over all of dims.
+	rollups [][]string
+	unit    string
 	// maxOf: a gauge's value is the maximum over the dropped labels (lag
 	// per worker is its worst shard); otherwise values are summed.
 	maxOf bool
@@ -54,9 +57,9 @@ func emfMetrics() []emfMetric {
 		{name: HTTPRequests, dims: []string{StatusClass}, unit: "Count"},
 		{name: EventsPosted, dims: []string{"outcome"}, unit: "Count"},
 		{name: Deliveries, unit: "Count"},
-		{name: DeadLetters, dims: []string{"stage"}, unit: "Count"},
+		{name: DeadLetters, dims: []string{"stage"}, rollups: [][]string{{}}, unit: "Count"},
 		{name: DuplicatesDropped, unit: "Count"},
-		{name: AWSRequests, dims: []string{"service", "outcome"}, unit: "Count"},
+		{name: AWSRequests, dims: []string{"service", "outcome"}, rollups: [][]string{{"outcome"}}, unit: "Count"},
 		{name: AWSRetries, dims: []string{"service"}, unit: "Count"},
 		{name: RecordAge, dims: []string{"worker"}, unit: "Seconds", maxOf: true},
 		{name: IteratorAge, dims: []string{"worker"}, unit: "Seconds", maxOf: true},
@@ -66,13 +69,22 @@ func emfMetrics() []emfMetric {
 }
 
 // EMFDimensions returns, for every metric written as EMF, the dimension
-// names its CloudWatch metric has (deploy's tests hold the alarms to it).
-func EMFDimensions() map[string][]string {
-	out := map[string][]string{}
+// sets its CloudWatch metrics have (deploy's tests hold the alarms and the
+// dashboard to them).
+func EMFDimensions() map[string][][]string {
+	out := map[string][][]string{}
 	for _, e := range emfMetrics() {
-		out[e.name] = slices.Clone(e.dims)
+		out[e.name] = e.dimensionSets()
 	}
 	return out
+}
+
+func (e emfMetric) dimensionSets() [][]string {
+	sets := [][]string{slices.Clone(e.dims)}
+	for _, r := range e.rollups {
+		sets = append(sets, slices.Clone(r))
+	}
+	return sets
 }
 
 // emfState remembers what the last WriteEMF wrote of each counter and
@@ -196,7 +208,7 @@ func (s *emfState) documents(e emfMetric, f *dto.MetricFamily, namespace string,
 					"Timestamp": now.UnixMilli(),
 					"CloudWatchMetrics": []any{map[string]any{
 						"Namespace":  namespace,
-						"Dimensions": [][]string{append([]string{}, e.dims...)},
+						"Dimensions": e.dimensionSets(),
 						"Metrics":    []any{map[string]string{"Name": e.name, "Unit": e.unit}},
 					}},
 				},
