@@ -84,16 +84,7 @@ func TestBinary(t *testing.T) {
 
 	t.Run("missing resources stop it at start, each named", func(t *testing.T) {
 		n := awstest.Name(t, "missing")
-		msg := stopsWith(t, append(awstest.ProcessEnv(t),
-			"FANOUT_STREAM="+n+"-events",
-			"FANOUT_AGENTS_TABLE="+n+"-agents",
-			"FANOUT_SUBSCRIBERS_TABLE="+n+"-subscribers",
-			"FANOUT_SUBSCRIBER_EVENTS_TABLE="+n+"-subscriber-events",
-			"FANOUT_DEAD_LETTERS_TABLE="+n+"-dead-letters",
-			"FANOUT_EVENT_IDS_TABLE="+n+"-event-ids",
-			"FANOUT_AGGREGATOR_LEASE_TABLE="+n+"-aggregator",
-			"FANOUT_PUBLISHER_LEASE_TABLE="+n+"-publisher",
-		))
+		msg := stopsWith(t, append(awstest.ProcessEnv(t), resourceEnv(n)...))
 		for _, want := range []string{
 			"table " + n + "-agents (FANOUT_AGENTS_TABLE)", "table " + n + "-subscribers (FANOUT_SUBSCRIBERS_TABLE)",
 			"table " + n + "-subscriber-events (FANOUT_SUBSCRIBER_EVENTS_TABLE)", "table " + n + "-dead-letters (FANOUT_DEAD_LETTERS_TABLE)",
@@ -120,22 +111,53 @@ func TestBinary(t *testing.T) {
 		}
 	})
 
+	t.Run("bad auth settings stop it at start", func(t *testing.T) {
+		for env, want := range map[string]string{
+			"FANOUT_AUTH=off": `FANOUT_AUTH="off"`,
+			"FANOUT_ADMINS=arn:aws:iam::123456789012:group/ops":          "FANOUT_ADMINS",
+			"FANOUT_ADMINS=arn:aws:sts::123456789012:assumed-role/ops/s": "session ARN",
+		} {
+			if msg := stopsWith(t, append(awstest.ProcessEnv(t), env)); !strings.Contains(msg, want) {
+				t.Errorf("%s: error %q does not say %q", env, msg, want)
+			}
+		}
+	})
+
+	t.Run("callers must authenticate unless FANOUT_AUTH=none", func(t *testing.T) {
+		addr := awstest.FreeAddr(t)
+		n := awstest.Name(t, "iam")
+		cmd := exec.Command(bin)
+		cmd.Env = append(append(awstest.ProcessEnv(t), resourceEnv(n)...), "FANOUT_ADDR="+addr, "FANOUT_CREATE_RESOURCES=true")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer cmd.Process.Kill()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			resp, err := http.Post("http://"+addr+"/agents", "application/json", strings.NewReader(`{"resourceArn":"arn:aws:iam::123456789012:role/x"}`))
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode != 401 {
+					t.Fatalf("POST /agents without a token: %d, want 401", resp.StatusCode)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("not serving in 30 s: %v", err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	})
+
 	t.Run("SIGTERM drains and exits 0", func(t *testing.T) {
 		addr := awstest.FreeAddr(t)
 		n := awstest.Name(t, "bin")
 		cmd := exec.Command(bin)
-		cmd.Env = append(awstest.ProcessEnv(t),
+		cmd.Env = append(append(awstest.ProcessEnv(t), resourceEnv(n)...),
 			"FANOUT_ADDR="+addr,
 			"FANOUT_CREATE_RESOURCES=true",
-			"FANOUT_STREAM="+n+"-events",
-			"FANOUT_AGENTS_TABLE="+n+"-agents",
-			"FANOUT_SUBSCRIBERS_TABLE="+n+"-subscribers",
-			"FANOUT_SUBSCRIBER_EVENTS_TABLE="+n+"-subscriber-events",
-			"FANOUT_DEAD_LETTERS_TABLE="+n+"-dead-letters",
-			"FANOUT_EVENT_IDS_TABLE="+n+"-event-ids",
-			"FANOUT_AGGREGATOR_LEASE_TABLE="+n+"-aggregator",
-			"FANOUT_PUBLISHER_LEASE_TABLE="+n+"-publisher",
 			"FANOUT_SHUTDOWN_TIMEOUT=10s",
+			"FANOUT_AUTH=none", // this test is about shutdown; the one above about auth
 		)
 		stderr, err := cmd.StderrPipe()
 		if err != nil {
@@ -250,13 +272,32 @@ func TestBinary(t *testing.T) {
 		if len(lines) < 3 {
 			t.Fatalf("only %d log lines", len(lines))
 		}
+		warned := false
 		for _, l := range lines {
 			var entry struct{ Level, Msg string }
 			if err := json.Unmarshal([]byte(l), &entry); err != nil || entry.Level == "" || entry.Msg == "" {
 				t.Errorf("log line is not a structured entry: %s", l)
 			}
+			warned = warned || entry.Level == "warn" && strings.Contains(entry.Msg, "FANOUT_AUTH=none")
+		}
+		if !warned {
+			t.Error("FANOUT_AUTH=none logged no warning at start")
 		}
 	})
+}
+
+// resourceEnv names a stream and tables of fanout's own, starting with n.
+func resourceEnv(n string) []string {
+	return []string{
+		"FANOUT_STREAM=" + n + "-events",
+		"FANOUT_AGENTS_TABLE=" + n + "-agents",
+		"FANOUT_SUBSCRIBERS_TABLE=" + n + "-subscribers",
+		"FANOUT_SUBSCRIBER_EVENTS_TABLE=" + n + "-subscriber-events",
+		"FANOUT_DEAD_LETTERS_TABLE=" + n + "-dead-letters",
+		"FANOUT_EVENT_IDS_TABLE=" + n + "-event-ids",
+		"FANOUT_AGGREGATOR_LEASE_TABLE=" + n + "-aggregator",
+		"FANOUT_PUBLISHER_LEASE_TABLE=" + n + "-publisher",
+	}
 }
 
 func drain(logs chan string) string {

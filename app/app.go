@@ -100,6 +100,10 @@ func New(ctx context.Context, cfg Config, awsCfg aws.Config, log *zap.Logger) (*
 		return nil, fmt.Errorf("%w (deploy the tables from deploy/, or set FANOUT_CREATE_RESOURCES=true for a local run)", err)
 	}
 
+	authn, err := newAuth(ctx, cfg, awsCfg, log)
+	if err != nil {
+		return nil, err
+	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen on FANOUT_ADDR=%s: %w", cfg.Addr, err)
@@ -127,7 +131,7 @@ func New(ctx context.Context, cfg Config, awsCfg aws.Config, log *zap.Logger) (*
 		},
 		workers: map[string]stuckReporter{"aggregator": agg, "publisher": pub},
 	}
-	a.handler = server.New(server.Config{Metrics: m}, st, st, pipeline.NewIngest(kc, cfg.Stream), ready, log)
+	a.handler = server.New(server.Config{Auth: authn, Metrics: m}, st, st, pipeline.NewIngest(kc, cfg.Stream), ready, log)
 	return a, nil
 }
 

@@ -53,6 +53,12 @@ type Config struct {
 	// WorkerID names this task in the KCL lease tables; empty means the
 	// host name plus a random suffix.
 	WorkerID string
+	// Auth is AuthIAM or AuthNone (see auth.go).
+	Auth string
+	// Audience is what every token must have signed in x-fanout-audience.
+	Audience string
+	// Admins are the principal ARNs that may act for any agent.
+	Admins []string
 }
 
 // Variable documents one environment variable fanout reads.
@@ -81,6 +87,9 @@ func Variables() []Variable {
 		{"FANOUT_LOG_LEVEL", "info", "debug, info, warn or error."},
 		{"FANOUT_EMF_NAMESPACE", "", "CloudWatch namespace of the Embedded Metric Format lines written to stdout every minute (deploy/ sets it; empty: none)."},
 		{"FANOUT_WORKER_ID", "host name + random suffix", "Name of this task in the KCL lease tables."},
+		{"FANOUT_AUTH", AuthIAM, "iam: callers prove their IAM principal with a bearer token (a presigned sts:GetCallerIdentity) and act only as themselves; none: no authentication, anyone may do anything (logged as a warning at start)."},
+		{"FANOUT_AUDIENCE", defaultAudience, "What every token must have signed in its x-fanout-audience header: a name for this deployment, so a token for another one is refused."},
+		{"FANOUT_ADMINS", "(none)", "Comma-separated IAM role, user or account root ARNs that may act for any agent (an operator role, CI)."},
 	}
 }
 
@@ -137,6 +146,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		}
 	}
 	errs = append(errs, checkEndpoints(getenv)...)
+	errs = append(errs, readAuth(getenv, &c)...)
 	names := map[string]string{}
 	for _, n := range []struct{ v, name string }{
 		{c.AgentsTable, "FANOUT_AGENTS_TABLE"}, {c.SubscribersTable, "FANOUT_SUBSCRIBERS_TABLE"},

@@ -138,6 +138,7 @@ func (e *env) startProcess(t *testing.T, bin string) *service {
 		"FANOUT_EVENT_IDS_TABLE="+e.cfg.EventIDsTable,
 		"FANOUT_AGGREGATOR_LEASE_TABLE="+e.cfg.AggregatorLeaseTable,
 		"FANOUT_PUBLISHER_LEASE_TABLE="+e.cfg.PublisherLeaseTable,
+		"FANOUT_AUTH="+e.cfg.Auth,
 	)
 	var logs strings.Builder
 	var mu sync.Mutex

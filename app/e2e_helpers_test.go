@@ -78,6 +78,9 @@ func newEnv(t testing.TB) *env {
 	cfg.PublisherLeaseTable = n + "-publisher"
 	cfg.CreateResources = true
 	cfg.ShutdownTimeout = 20 * time.Second
+	// These tests are about delivery; auth_test.go runs the same wiring
+	// with FANOUT_AUTH=iam.
+	cfg.Auth = app.AuthNone
 	awsCfg := awstest.Config(t)
 	return &env{
 		cfg:    cfg,

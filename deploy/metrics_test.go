@@ -44,7 +44,7 @@ func emittedMetrics(t *testing.T) (set map[emitted]bool, distributions map[strin
 	for _, status := range []int{200, 404, 503} {
 		m.HTTPRequest("POST", "/events", status, time.Millisecond)
 	}
-	for _, o := range []string{metrics.OutcomeAccepted, metrics.OutcomeInvalid, metrics.OutcomeUnknownProducer, metrics.OutcomeTooLarge, metrics.OutcomeUnavailable} {
+	for _, o := range []string{metrics.OutcomeAccepted, metrics.OutcomeInvalid, metrics.OutcomeUnknownProducer, metrics.OutcomeTooLarge, metrics.OutcomeForbidden, metrics.OutcomeUnavailable} {
 		m.EventsPosted(o, 1)
 	}
 	m.Delivered(now.Add(-time.Second), now)

@@ -52,6 +52,7 @@ const (
 	OutcomeUnknownProducer = "unknown_producer"
 	OutcomeTooLarge        = "too_large"
 	OutcomeUnavailable     = "unavailable"
+	OutcomeForbidden       = "forbidden"
 )
 
 // Outcomes of one AWS request attempt (AWSRequests' outcome label).
@@ -149,7 +150,7 @@ func New() *Metrics {
 
 	m.httpRequests = m.counterVec(HTTPRequests, "HTTP requests answered, by method, route (the router's pattern, \"unmatched\" for none) and status code.", "method", "route", "status")
 	m.httpDuration = m.histogramVec(HTTPRequestDuration, "Time from a request's arrival to its answer, by method and route.", requestBuckets, "method", "route")
-	m.eventsPosted = m.counterVec(EventsPosted, "Events in POST /events requests, by outcome: accepted (in Kinesis, 202), invalid (400, 415), unknown_producer (404), too_large (413), unavailable (503). Every event of a rejected request counts; a body that is not an event or a list of them counts as one.", "outcome")
+	m.eventsPosted = m.counterVec(EventsPosted, "Events in POST /events requests, by outcome: accepted (in Kinesis, 202), invalid (400, 415), unknown_producer (404), too_large (413), forbidden (401, 403: not the caller's events), unavailable (503). Every event of a rejected request counts; a body that is not an event or a list of them counts as one.", "outcome")
 	m.deliveries = m.counter(Deliveries, "Messages SQS accepted into subscribers' queues (one per event per subscriber; a re-send after a retry counts again).")
 	m.deliveryLatency = m.histogram(DeliveryLatency, "Time from an event's arrival in Kinesis (its acceptance) to SQS accepting its message, per delivered message.", latencyBuckets)
 	m.deadLetters = m.counterVec(DeadLetters, "Records and messages set aside in the dead-letter table, by stage (aggregator, publisher) and reason class.", "stage", "reason")
@@ -166,7 +167,7 @@ func New() *Metrics {
 	m.iteratorAge = m.gaugeVec(IteratorAge, "How far the shard's reader is behind the stream's newest record, as the stream reports it (Kinesis MillisBehindLatest; always 0 for the publisher: DynamoDB Streams reports none), by worker and shard.", "worker", "shard_id")
 	m.recordAge = m.gaugeVec(RecordAge, "Age of the newest record of the shard's latest batch when the pipeline took it (0 after an empty read: caught up), by worker and shard.", "worker", "shard_id")
 
-	for _, o := range []string{OutcomeAccepted, OutcomeInvalid, OutcomeUnknownProducer, OutcomeTooLarge, OutcomeUnavailable} {
+	for _, o := range []string{OutcomeAccepted, OutcomeInvalid, OutcomeUnknownProducer, OutcomeTooLarge, OutcomeForbidden, OutcomeUnavailable} {
 		m.eventsPosted.WithLabelValues(o)
 	}
 	for _, w := range []string{WorkerAggregator, WorkerPublisher} {

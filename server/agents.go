@@ -37,7 +37,8 @@ func newAgentJSON(a store.Agent) agentJSON {
 func formatTime(t time.Time) string { return t.UTC().Format(event.TimeLayout) }
 
 // registerAgent serves POST /agents {"resourceArn": "..."}: 200 with the
-// agent of that ARN, created with its queue when new.
+// agent of that ARN, created with its queue when new; 403 when the ARN is
+// not the caller's own principal and the caller is no admin.
 func (h *api) registerAgent(w http.ResponseWriter, r *http.Request) {
 	body, err := readBody(w, r, maxAgentBodyBytes)
 	if err != nil {
@@ -59,6 +60,10 @@ func (h *api) registerAgent(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, r, err)
 		return
 	}
+	if err := mayRegister(r.Context(), *req.ResourceARN); err != nil {
+		h.writeError(w, r, err)
+		return
+	}
 	a, err := h.agents.RegisterAgent(r.Context(), *req.ResourceARN)
 	if err != nil {
 		h.writeError(w, r, fmt.Errorf("register agent for %s: %w", *req.ResourceARN, err), zap.String("resource_arn", *req.ResourceARN))
@@ -67,10 +72,14 @@ func (h *api) registerAgent(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, newAgentJSON(a))
 }
 
-// getAgent serves GET /agents/{agentId}: 200 with the agent, or 404.
+// getAgent serves GET /agents/{agentId}: 200 with the agent, or 404; 403
+// unless the caller is the agent or an admin.
 func (h *api) getAgent(w http.ResponseWriter, r *http.Request) {
 	id := chi.URLParam(r, "agentId")
 	a, err := h.lookupAgent(r.Context(), "", id)
+	if err == nil {
+		err = mayActFor(r.Context(), a, "read it")
+	}
 	if err != nil {
 		h.writeError(w, r, err, zap.String("agent_id", id))
 		return

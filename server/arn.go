@@ -2,6 +2,8 @@ package server
 
 import (
 	"strings"
+
+	"github.com/fanout/fanout/auth"
 )
 
 // IAM limits on principal names (IAM API reference, CreateRole/CreateUser).
@@ -42,7 +44,7 @@ func validateResourceARN(arn string) error {
 	if region != "" {
 		return badRequest("%s; IAM is global, so the region field must be empty", arnHint)
 	}
-	if !isAccountID(account) {
+	if !auth.IsAccountID(account) {
 		return badRequest("%s; the account must be 12 digits", arnHint)
 	}
 	if resource == "root" {
@@ -61,18 +63,6 @@ func validateResourceARN(arn string) error {
 		return badRequest("%s; the %s name must be 1 to %d letters, digits or any of +=,.@_-", arnHint, kind, maxIAMNameLen)
 	}
 	return nil
-}
-
-func isAccountID(s string) bool {
-	if len(s) != 12 {
-		return false
-	}
-	for _, c := range []byte(s) {
-		if c < '0' || c > '9' {
-			return false
-		}
-	}
-	return true
 }
 
 // isIAMName reports whether s matches IAM's role and user name pattern

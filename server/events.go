@@ -70,6 +70,8 @@ func postOutcome(status int) string {
 		return metrics.OutcomeUnknownProducer
 	case status == http.StatusRequestEntityTooLarge:
 		return metrics.OutcomeTooLarge
+	case status == http.StatusUnauthorized, status == http.StatusForbidden:
+		return metrics.OutcomeForbidden
 	case status >= 500:
 		return metrics.OutcomeUnavailable
 	}
@@ -214,7 +216,8 @@ func deref(s *string) string {
 
 // checkProducers looks up every distinct producer of events (a few at a
 // time). It returns a 404 naming the first event whose producer does not
-// exist, else the first lookup failure, else nil.
+// exist, else the first lookup failure, else a 403 naming the first event
+// whose producer the caller may not act for, else nil.
 func (h *api) checkProducers(ctx context.Context, events []event.Event) error {
 	firstEvent := map[string]int{}
 	var ids []string
@@ -225,13 +228,14 @@ func (h *api) checkProducers(ctx context.Context, events []event.Event) error {
 		}
 	}
 	errs := make([]error, len(ids))
+	agents := make([]store.Agent, len(ids))
 	sem := make(chan struct{}, producerLookups)
 	var wg sync.WaitGroup
 	for i, id := range ids {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			_, errs[i] = h.lookupAgent(ctx, "producer", id)
+			agents[i], errs[i] = h.lookupAgent(ctx, "producer", id)
 		})
 	}
 	wg.Wait()
@@ -240,7 +244,15 @@ func (h *api) checkProducers(ctx context.Context, events []event.Event) error {
 			return prefixError(fmt.Sprintf("event %d: ", firstEvent[ids[i]]), err)
 		}
 	}
-	return errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	for i, a := range agents {
+		if err := mayActFor(ctx, a, "publish its events"); err != nil {
+			return prefixError(fmt.Sprintf("event %d: nothing was published: ", firstEvent[ids[i]]), err)
+		}
+	}
+	return nil
 }
 
 // prefixError puts prefix before the message of an *apiError; other errors

@@ -31,10 +31,13 @@ const (
 	defaultRetryAfter = 2 * time.Second
 )
 
-// Config holds the API's tunable limits. A zero field takes its default.
-// Limits fixed by AWS (batch size, body and record sizes) are constants,
-// not configuration.
+// Config holds the API's tunable limits and who may call it. A zero field
+// takes its default. Limits fixed by AWS (batch size, body and record
+// sizes) are constants, not configuration.
 type Config struct {
+	// Auth authenticates callers; the zero Auth lets anyone do anything
+	// (FANOUT_AUTH=none).
+	Auth Auth
 	// RequestTimeout bounds the work one request may do (AWS calls included).
 	RequestTimeout time.Duration
 	// ReadyTimeout bounds one readiness check behind GET /readyz.
@@ -67,6 +70,11 @@ type agents interface {
 	RegisterAgent(ctx context.Context, resourceARN string) (store.Agent, error)
 	// Agent returns the agent agentID, or an error wrapping store.ErrNotFound.
 	Agent(ctx context.Context, agentID string) (store.Agent, error)
+	// SubscribersPolicy returns who may subscribe to agentID, as last set
+	// (never stale), and set=false when it set none.
+	SubscribersPolicy(ctx context.Context, agentID string) (allow []string, set bool, err error)
+	// SetSubscribersPolicy replaces who may subscribe to agentID.
+	SetSubscribersPolicy(ctx context.Context, agentID string, allow []string) error
 }
 
 // subscriptions records who follows whom. *store.Store satisfies it. All
@@ -76,6 +84,9 @@ type subscriptions interface {
 	Unsubscribe(ctx context.Context, producerID, subscriberID string) error
 	// Producers lists the subscriptions of subscriberID (empty when none).
 	Producers(ctx context.Context, subscriberID string) ([]store.Subscription, error)
+	// Subscribers lists the subscriptions to producerID, read
+	// consistently, ended ones (DeletedAt set) included.
+	Subscribers(ctx context.Context, producerID string) ([]store.Subscription, error)
 }
 
 // publisher puts events into the event stream. *event.Ingest satisfies it.
@@ -98,6 +109,7 @@ type readiness interface {
 // concurrent use as long as the dependencies are.
 type api struct {
 	cfg    Config
+	auth   Auth
 	agents agents
 	subs   subscriptions
 	pub    publisher
@@ -109,7 +121,7 @@ type api struct {
 // Every answer is JSON; every error body is {"error": "..."}. The handler is
 // safe for concurrent use; it keeps no state between requests.
 func New(cfg Config, a agents, s subscriptions, p publisher, r readiness, log *zap.Logger) http.Handler {
-	h := &api{cfg: cfg.withDefaults(), agents: a, subs: s, pub: p, ready: r, log: log}
+	h := &api{cfg: cfg.withDefaults(), auth: cfg.Auth, agents: a, subs: s, pub: p, ready: r, log: log}
 	mux := chi.NewRouter()
 	mux.Use(withRequestID, h.logRequests, h.countRequests, h.recoverPanics, h.withTimeout)
 	mux.NotFound(h.notFound)
@@ -117,12 +129,19 @@ func New(cfg Config, a agents, s subscriptions, p publisher, r readiness, log *z
 
 	mux.Get("/healthz", h.healthz)
 	mux.Get("/readyz", h.readyz)
-	mux.Post("/agents", h.registerAgent)
-	mux.Get("/agents/{agentId}", h.getAgent)
-	mux.Get("/agents/{listenerId}/subscriptions", h.listSubscriptions)
-	mux.Put("/agents/{listenerId}/subscriptions/{producerId}", h.subscribe)
-	mux.Delete("/agents/{listenerId}/subscriptions/{producerId}", h.unsubscribe)
-	mux.Post("/events", h.postEvents)
+	mux.Group(func(mux chi.Router) {
+		mux.Use(h.authenticate)
+		mux.Post("/agents", h.registerAgent)
+		mux.Get("/agents/{agentId}", h.getAgent)
+		mux.Get("/agents/{listenerId}/subscriptions", h.listSubscriptions)
+		mux.Put("/agents/{listenerId}/subscriptions/{producerId}", h.subscribe)
+		mux.Delete("/agents/{listenerId}/subscriptions/{producerId}", h.unsubscribe)
+		mux.Get("/agents/{producerId}/subscribers-policy", h.getPolicy)
+		mux.Put("/agents/{producerId}/subscribers-policy", h.putPolicy)
+		mux.Post("/events", h.postEvents)
+	})
+	// Open like /healthz: scrapers and API tools carry no token, and
+	// neither answer holds an id or a secret.
 	mux.Method(http.MethodGet, "/metrics", h.cfg.Metrics.Handler())
 	mux.Get("/openapi.json", serveOpenAPI)
 

