@@ -125,6 +125,10 @@ type SubscriberEvent struct {
 	SubscriberID string
 	ShardID      string // Kinesis shard of the source record
 	Seq          string // Kinesis sequence number of the source record
+	// Arrived is when the source record reached Kinesis (its acceptance),
+	// to the millisecond; zero when unknown (items written before fanout
+	// kept it). The publisher times deliveries from it.
+	Arrived time.Time
 }
 
 // DeadLetter is a record set aside because it cannot be processed.
@@ -198,3 +202,7 @@ type Store struct {
 func New(db *dynamodb.Client, q *sqs.Client, tables Tables, account Account) *Store {
 	return &Store{db: db, sqs: q, tables: tables, account: account, known: &agentCache{}, now: time.Now}
 }
+
+// CountAgentCache makes s count the hits and misses of its agent cache in
+// rec. Call it before s is used.
+func (s *Store) CountAgentCache(rec CacheRecorder) { s.known.rec = rec }
