@@ -13,7 +13,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -235,7 +237,7 @@ func defaultWorkerID() string {
 // drops it when an endpoint override (AWS_ENDPOINT_URL, an emulator) is in
 // use: kumo sends no checksum, and every response would log a warning.
 func skipChecksumOffAWS(o *dynamodb.Options) {
-	if o.BaseEndpoint == nil {
+	if !offAWS(o.BaseEndpoint) {
 		return
 	}
 	o.APIOptions = append(o.APIOptions, func(stack *middleware.Stack) error {
@@ -255,7 +257,27 @@ func skipChecksumOffAWS(o *dynamodb.Options) {
 // LocalStack-alikes) answer with the original message's, which the check
 // rejects: the emulator then behaves as AWS does.
 func skipSQSChecksumOffAWS(o *sqs.Options) {
-	if o.BaseEndpoint != nil {
+	if offAWS(o.BaseEndpoint) {
 		o.DisableMessageChecksumValidation = true
 	}
+}
+
+// offAWS reports whether endpoint, a client's endpoint override (nil:
+// none), is something other than AWS: an emulator. An override naming an
+// AWS host (a VPC interface endpoint, a FIPS endpoint) is AWS.
+func offAWS(endpoint *string) bool {
+	if endpoint == nil {
+		return false
+	}
+	u, err := url.Parse(*endpoint)
+	if err != nil {
+		return true
+	}
+	host := strings.ToLower(u.Hostname())
+	for _, suffix := range []string{".amazonaws.com", ".amazonaws.com.cn", ".api.aws"} {
+		if strings.HasSuffix(host, suffix) {
+			return false
+		}
+	}
+	return true
 }

@@ -7,10 +7,12 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -163,4 +165,43 @@ func TestConsumer(t *testing.T) {
 	if len(errs) != 1 || !strings.Contains(errs[0].Error(), "event b") {
 		t.Errorf("errors reported %v, want the handler's failure on b", errs)
 	}
+}
+
+// repeatingQueue hands out the same batch on every receive.
+type repeatingQueue struct {
+	fakeQueue
+	batch    []types.Message
+	receives int
+}
+
+func (q *repeatingQueue) ReceiveMessage(ctx context.Context, _ *sqs.ReceiveMessageInput, _ ...func(*sqs.Options)) (*sqs.ReceiveMessageOutput, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.receives++
+	return &sqs.ReceiveMessageOutput{Messages: q.batch}, ctx.Err()
+}
+
+// TestConsumerBacksOff: a handler that keeps failing does not turn the
+// consumer into a tight receive loop, and a message that is not a fanout
+// message is left to the queue's visibility timeout, not put back at once.
+func TestConsumerBacksOff(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		junk := types.Message{MessageId: aws.String("junk"), ReceiptHandle: aws.String("junk"), Body: aws.String("not json")}
+		q := &repeatingQueue{batch: []types.Message{junk, message("a")}}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		c := &Consumer{Queue: q, QueueURL: "q"}
+		if err := c.Run(ctx, func(context.Context, Message) error { return errors.New("down") }); err != nil {
+			t.Fatal(err)
+		}
+		if q.receives > 40 {
+			t.Errorf("%d receives in 30 s of failures, want the consumer to back off (up to 5 s between tries)", q.receives)
+		}
+		if slices.Contains(q.released, "junk") {
+			t.Errorf("released %v: a message that is not a fanout message must wait for its visibility timeout", q.released)
+		}
+		if !slices.Contains(q.released, "a") {
+			t.Errorf("released %v, want the rest of the batch (a) put back", q.released)
+		}
+	})
 }

@@ -3,12 +3,15 @@ package client
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"github.com/fanout/fanout/internal/backoff"
 )
 
 // Queue is the part of the SQS API a Consumer uses. *sqs.Client satisfies
@@ -45,13 +48,17 @@ type Consumer struct {
 // Run long-polls the queue and hands each message to handle, one at a
 // time, in the order SQS delivers them (per producer, the order it
 // published). A message is deleted once handle returns nil. When handle
-// fails, that message and the rest of its batch are made visible again at
-// once and received anew, in order: a FIFO queue holds a producer's later
-// events back until an earlier one is deleted, so nothing overtakes it.
+// fails, that message and the rest of its batch are made visible again and
+// received anew, in order, after a pause that grows with each failure in a
+// row (backoff, up to 5 s): a FIFO queue holds a producer's later events
+// back until an earlier one is deleted, so nothing overtakes it. A message
+// that is not a fanout message is reported and left to the queue's
+// visibility timeout (and its redrive policy, if the queue has one).
 // Handlers must be idempotent by Message.EventID: a message whose delete
 // was lost comes again. Run returns nil when ctx is done (after the handler
 // in progress returns; ctx is handed to it); it never stops otherwise.
 func (c *Consumer) Run(ctx context.Context, handle func(context.Context, Message) error) error {
+	failures := 0 // handler failures in a row
 	for ctx.Err() == nil {
 		out, err := c.Queue.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
 			QueueUrl: aws.String(c.QueueURL), MaxNumberOfMessages: 10, WaitTimeSeconds: receiveWait,
@@ -67,22 +74,39 @@ func (c *Consumer) Run(ctx context.Context, handle func(context.Context, Message
 			}
 			continue
 		}
+		failed := false
 		for i, m := range out.Messages {
-			if err := c.handleOne(ctx, m, handle); err != nil {
-				c.report(err)
-				c.release(out.Messages[i:])
-				break
+			err := c.handleOne(ctx, m, handle)
+			if err == nil {
+				continue
 			}
+			c.report(err)
+			rest := out.Messages[i:]
+			if errors.Is(err, errNotMessage) {
+				rest = rest[1:] // it comes back when its visibility timeout ends
+			}
+			c.release(rest)
+			failed = true
+			break
 		}
+		if !failed {
+			failures = 0
+			continue
+		}
+		backoff.Sleep(ctx, backoff.Delay(failures))
+		failures++
 	}
 	return nil
 }
+
+// errNotMessage marks a message that is not a fanout message.
+var errNotMessage = errors.New("not a fanout message")
 
 // handleOne decodes m, runs handle and deletes m when it succeeds.
 func (c *Consumer) handleOne(ctx context.Context, m types.Message, handle func(context.Context, Message) error) error {
 	var msg Message
 	if err := json.Unmarshal([]byte(aws.ToString(m.Body)), &msg); err != nil {
-		return fmt.Errorf("message %s on %s is not a fanout message: %w", aws.ToString(m.MessageId), c.QueueURL, err)
+		return fmt.Errorf("message %s on %s: %w: %v", aws.ToString(m.MessageId), c.QueueURL, errNotMessage, err)
 	}
 	if err := handle(ctx, msg); err != nil {
 		return fmt.Errorf("handler failed on event %s: %w", msg.EventID, err)

@@ -82,7 +82,7 @@ func (d *deadLetters) letter(key []string, shardID, seq, reason string, data []b
 // counts it the first time. It fails only when ctx is cancelled.
 func (d *deadLetters) putLetter(ctx context.Context, class string, dl store.DeadLetter) error {
 	var created bool
-	err := d.watch.retry(ctx, dl.ShardID, func() (err error) {
+	err := d.watch.retryDurable(ctx, dl.ShardID, func() (err error) {
 		created, err = d.store.PutDeadLetter(ctx, dl)
 		return err
 	}, "write dead letter", zap.String("dead_letter_id", dl.ID))

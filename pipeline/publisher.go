@@ -212,15 +212,17 @@ func (p *Publisher) send(ctx context.Context, log *zap.Logger, shardID, sub stri
 			f, ok := failedIDs[m.ID]
 			switch {
 			case !ok:
+			case store.ServiceFaultCode(f.Code):
+				// Throttling, KMS or SQS failing: retried, whatever
+				// SenderFault says.
+				again = append(again, m)
 			case f.SenderFault:
 				invalid = append(invalid, m)
-			case !store.ServiceFaultCode(f.Code):
+			default:
 				if ownEntry[m.ID]++; ownEntry[m.ID] >= maxEntryAttempts {
 					gaveUpOn = append(gaveUpOn, m)
 					continue
 				}
-				again = append(again, m)
-			default:
 				again = append(again, m)
 			}
 		}

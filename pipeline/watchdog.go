@@ -109,15 +109,11 @@ func (w *Watchdog) track(shard, what string, fields ...zap.Field) *call {
 // backs off; it fails only when ctx is done first.
 func (c *call) failed(ctx context.Context, attempt int, err error) error {
 	c.w.mu.Lock()
-	if c.since.IsZero() {
+	if _, ok := c.w.failing[c]; !ok { // its first failure
 		c.since = time.Now()
 		c.w.failing[c] = struct{}{}
 	}
 	c.err = err
-	if _, ok := c.w.failing[c]; !ok { // failing again after done
-		c.since = time.Now()
-		c.w.failing[c] = struct{}{}
-	}
 	stuck := !c.warned && time.Since(c.since) >= c.w.stuckAfter
 	c.warned = c.warned || stuck
 	since := c.since
@@ -151,6 +147,19 @@ func (c *call) done() {
 // the record aside (gaveUp). Service faults are retried until ctx is
 // done, the call counting as stuck after StuckAfter.
 func (w *Watchdog) retry(ctx context.Context, shard string, f func() error, what string, fields ...zap.Field) error {
+	return w.retryUpTo(ctx, maxEntryAttempts, shard, f, what, fields...)
+}
+
+// retryDurable is retry for a write that is the record's last durable
+// place (a dead letter): it gives up only when AWS refuses the request as
+// invalid, and retries every other failure until ctx is done, visibly.
+func (w *Watchdog) retryDurable(ctx context.Context, shard string, f func() error, what string, fields ...zap.Field) error {
+	return w.retryUpTo(ctx, 0, shard, f, what, fields...)
+}
+
+// retryUpTo is retry giving up after maxOwn failures that were not
+// service faults; 0 never gives up on them.
+func (w *Watchdog) retryUpTo(ctx context.Context, maxOwn int, shard string, f func() error, what string, fields ...zap.Field) error {
 	c := w.track(shard, what, fields...)
 	defer c.done()
 	own := 0
@@ -165,8 +174,8 @@ func (w *Watchdog) retry(ctx context.Context, shard string, f func() error, what
 		if ctx.Err() != nil {
 			return fmt.Errorf("%s: %w", what, ctx.Err())
 		}
-		if !store.ServiceFault(err) {
-			if own++; own >= maxEntryAttempts {
+		if maxOwn > 0 && !store.ServiceFault(err) {
+			if own++; own >= maxOwn {
 				return fmt.Errorf("%s: %w (%d times): %w", what, errGaveUp, own, err)
 			}
 		}

@@ -201,3 +201,23 @@ func TestSubscribeRacingANarrowedPolicy(t *testing.T) {
 		t.Errorf("subscriptions of p = %+v, %v; want the one written, ended again", subs, err)
 	}
 }
+
+// TestRefusedSubscribeEndsALeftover: a subscribe the policy refuses ends
+// any subscription of the listener to the producer that a failed undo left
+// behind, so retrying the refused PUT cleans up.
+func TestRefusedSubscribeEndsALeftover(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, Config{}, "p", "l")
+	ctx := context.Background()
+	if err := f.store.Subscribe(ctx, "p", "l", nil); err != nil { // the leftover
+		t.Fatal(err)
+	}
+	if err := f.store.SetSubscribersPolicy(ctx, "p", []string{}); err != nil {
+		t.Fatal(err)
+	}
+	checkErrorContains(t, f.do(t, "PUT", "/agents/l/subscriptions/p", "", nil), 403, "producer p")
+	subs, err := f.store.Subscribers(ctx, "p")
+	if err != nil || len(subs) != 1 || subs[0].DeletedAt.IsZero() {
+		t.Errorf("subscriptions of p = %+v, %v; want the leftover ended", subs, err)
+	}
+}

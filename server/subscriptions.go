@@ -12,6 +12,7 @@ import (
 
 	"github.com/fanout/fanout/event"
 	"github.com/fanout/fanout/filter"
+	"github.com/fanout/fanout/internal/backoff"
 	"github.com/fanout/fanout/store"
 )
 
@@ -88,7 +89,7 @@ func (h *api) subscribe(w http.ResponseWriter, r *http.Request) {
 	}
 	producer, err := h.lookupAgent(r.Context(), "producer", producerID)
 	if err == nil {
-		err = h.checkPolicy(r.Context(), producer, listener)
+		err = h.endIfRefused(r.Context(), producerID, listenerID, h.checkPolicy(r.Context(), producer, listener))
 	}
 	if err == nil {
 		err = h.subs.Subscribe(r.Context(), producerID, listenerID, f)
@@ -96,11 +97,7 @@ func (h *api) subscribe(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		// A policy narrowed while this ran may have listed the subscribers
 		// before this one was written: read it again, and undo.
-		if err = h.checkPolicy(r.Context(), producer, listener); err != nil {
-			if uerr := h.subs.Unsubscribe(context.WithoutCancel(r.Context()), producerID, listenerID); uerr != nil {
-				err = fmt.Errorf("undo subscription of %s to %s that the policy no longer allows: %w", listenerID, producerID, uerr)
-			}
-		}
+		err = h.endIfRefused(r.Context(), producerID, listenerID, h.checkPolicy(r.Context(), producer, listener))
 	}
 	if err != nil {
 		h.writeError(w, r, fmt.Errorf("subscribe %s to %s: %w", listenerID, producerID, err), fields...)
@@ -129,6 +126,34 @@ func (h *api) checkPolicy(ctx context.Context, producer, listener store.Agent) e
 		return notAllowed(producer, listener, p)
 	}
 	return nil
+}
+
+// undoAttempts bounds the tries at ending a subscription the policy
+// refuses; each is one conditional UpdateItem.
+const undoAttempts = 3
+
+// endIfRefused returns policyErr; when it is the policy refusing the
+// listener, it first ends any subscription of the listener to the
+// producer (one a narrowing raced with, or one left by an earlier attempt
+// whose undo failed), so that a refused subscribe leaves none behind. When
+// that fails every attempt, the error says so (503: the caller retries,
+// and its retry ends it).
+func (h *api) endIfRefused(ctx context.Context, producerID, listenerID string, policyErr error) error {
+	if ae, ok := errors.AsType[*apiError](policyErr); !ok || ae.status != http.StatusForbidden {
+		return policyErr
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.cfg.RequestTimeout)
+	defer cancel()
+	var err error
+	for attempt := range undoAttempts {
+		if err = h.subs.Unsubscribe(ctx, producerID, listenerID); err == nil {
+			return policyErr
+		}
+		if !backoff.Sleep(ctx, backoff.Delay(attempt)) {
+			break
+		}
+	}
+	return fmt.Errorf("end subscription of %s to %s that the policy does not allow: %w", listenerID, producerID, err)
 }
 
 // unsubscribe serves DELETE /agents/{listenerId}/subscriptions/{producerId}:

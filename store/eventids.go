@@ -24,9 +24,8 @@ const (
 // EventIDWindow is how long an event is identified by (producer, eventId):
 // another event with the same pair within it is delivered to no one. It
 // is the stream's retention (24 h in deploy/), so every copy a producer or
-// a replay can still bring in falls within it. DynamoDB's TTL deletes an
-// expired claim only some time after it expires, never before, so the
-// window is a minimum.
+// a replay can still bring in falls within it. A claim past its expiry is
+// free again, whether or not DynamoDB's TTL has deleted it yet.
 const EventIDWindow = 24 * time.Hour
 
 // EventPosition is where an event stands in the stream: its record's
@@ -74,14 +73,17 @@ func (s *Store) ClaimEventID(ctx context.Context, c EventClaim) (EventClaim, err
 		return EventClaim{}, fmt.Errorf("%s: %w", what, err)
 	}
 	_, err := s.db.PutItem(ctx, &dynamodb.PutItemInput{
-		TableName:           aws.String(s.tables.EventIDs),
-		Item:                item,
-		ConditionExpression: aws.String("attribute_not_exists(#p) OR (#shard = :shard AND #seq = :seq AND #idx = :idx)"),
+		TableName: aws.String(s.tables.EventIDs),
+		Item:      item,
+		// Free, expired (TTL deletes an item only some time after it
+		// expires: the window stays exact), or this very position's.
+		ConditionExpression: aws.String("attribute_not_exists(#p) OR #exp < :now OR (#shard = :shard AND #seq = :seq AND #idx = :idx)"),
 		ExpressionAttributeNames: map[string]string{
-			"#p": attrProducerID, "#shard": attrShardID, "#seq": attrSeq, "#idx": attrIndex,
+			"#p": attrProducerID, "#shard": attrShardID, "#seq": attrSeq, "#idx": attrIndex, "#exp": attrExpiresAt,
 		},
 		ExpressionAttributeValues: map[string]types.AttributeValue{
 			":shard": attrS(pos.ShardID), ":seq": attrS(pos.Seq), ":idx": attrN(int64(pos.Index)),
+			":now": attrN(s.now().Unix()),
 		},
 		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
 	})

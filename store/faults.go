@@ -60,7 +60,7 @@ func ServiceFaultCode(code string) bool {
 		"AccessDenied", "AccessDeniedException", "UnrecognizedClientException", "InvalidClientTokenId",
 		"ExpiredToken", "ExpiredTokenException", "InvalidSignatureException", "SignatureDoesNotMatch",
 		"MissingAuthenticationToken", "IncompleteSignature", "KMS.AccessDeniedException", "KMS.DisabledException",
-		"ResourceNotFoundException", codeQueueDoesNotExist, codeQueueDoesNotExistLegacy:
+		"ResourceNotFoundException":
 		return true
 	}
 	return false

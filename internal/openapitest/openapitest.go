@@ -11,6 +11,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
+	"strings"
 
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
@@ -41,12 +43,31 @@ func New(doc []byte) (*Checker, error) {
 	return &Checker{router: r}, nil
 }
 
+// routable is req as kin-openapi's router matches it: on the decoded path,
+// where an escaped slash inside one segment (a dead-letter id, %2F) would
+// split it in two, as chi, which routes on the raw path, does not. Such a
+// slash becomes '_' for the match.
+func routable(req *http.Request) *http.Request {
+	raw := req.URL.RawPath
+	if raw == "" || !strings.Contains(strings.ToUpper(raw), "%2F") {
+		return req
+	}
+	raw = strings.NewReplacer("%2F", "_", "%2f", "_").Replace(raw)
+	path, err := url.PathUnescape(raw)
+	if err != nil {
+		return req
+	}
+	r := req.Clone(req.Context())
+	r.URL.Path, r.URL.RawPath = path, ""
+	return r
+}
+
 // Check returns nil when the document describes the answer (status,
 // headers, body) to req: the operation lists the status and the body
 // matches its schema. An operation the document lacks must be answered
 // 404 or 405 with an {"error": ...} body: the router's own answers.
 func (c *Checker) Check(req *http.Request, status int, header http.Header, body []byte) error {
-	route, params, err := c.router.FindRoute(req)
+	route, params, err := c.router.FindRoute(routable(req))
 	if re, ok := errors.AsType[*routers.RouteError](err); ok {
 		// No operation: the router's own 404 or 405 (kin-openapi's router
 		// cannot always tell an unknown method from an unknown path).
