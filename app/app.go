@@ -72,6 +72,7 @@ func New(ctx context.Context, cfg Config, awsCfg aws.Config, log *zap.Logger) (*
 		SubscriberEvents: cfg.SubscriberEventsTable,
 		DeadLetters:      cfg.DeadLettersTable,
 		EventIDs:         cfg.EventIDsTable,
+		Replays:          cfg.ReplaysTable,
 	}, account)
 
 	if cfg.CreateResources {

@@ -89,6 +89,8 @@ type Tables struct {
 	// EventIDs holds each producer-chosen eventId's first position for
 	// EventIDWindow (ClaimEventID).
 	EventIDs string
+	// Replays holds each replay's request, progress and lease.
+	Replays string
 }
 
 // Agent is a registered agent and its delivery queue.
