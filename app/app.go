@@ -32,7 +32,8 @@ import (
 	"github.com/fanout/fanout/store"
 )
 
-// App is one running fanout task: the HTTP API and both KCL workers.
+// App is one running fanout task: the HTTP API, both KCL workers and the
+// replayer.
 type App struct {
 	cfg        Config
 	log        *zap.Logger
@@ -40,6 +41,7 @@ type App struct {
 	handler    http.Handler
 	aggregator *kcl.Worker
 	publisher  *kcl.Worker
+	replayer   *pipeline.Replayer
 	calls      *CallCounter
 }
 
@@ -111,6 +113,10 @@ func New(ctx context.Context, cfg Config, awsCfg aws.Config, log *zap.Logger) (*
 		Name: cfg.PublisherLeaseTable, Stream: streamARN, Region: awsCfg.Region, WorkerID: cfg.WorkerID,
 	}, awsCfg, streams, ddb, pub, log)
 
+	a.replayer = pipeline.NewReplayer(pipeline.ReplayerDeps{Replays: st, Agents: st, Queues: st}, pipeline.ReplayerConfig{
+		Owner: cfg.WorkerID, Rate: cfg.ReplayRate, PageItems: cfg.ReplayPageItems,
+	}, log)
+
 	ready := &readiness{
 		running: func() bool { return a.aggregator.Running() && a.publisher.Running() },
 		check: func(ctx context.Context) error {
@@ -119,11 +125,11 @@ func New(ctx context.Context, cfg Config, awsCfg aws.Config, log *zap.Logger) (*
 			}
 			return pipeline.PingStream(ctx, kc, cfg.Stream)
 		},
-		workers: map[string]stuckReporter{"aggregator": agg, "publisher": pub},
+		workers: map[string]stuckReporter{"aggregator": agg, "publisher": pub, "replayer": a.replayer},
 	}
 	ingest := pipeline.NewIngest(kc, cfg.Stream)
 	redriver := pipeline.NewRedriver(pipeline.RedriverDeps{DeadLetters: st, Agents: st, Queues: st, Ingest: ingest})
-	a.handler = server.New(server.Config{Auth: authn, DeadLetters: st, Redriver: redriver}, st, st, ingest, ready, log)
+	a.handler = server.New(server.Config{Auth: authn, DeadLetters: st, Redriver: redriver, Replays: st}, st, st, ingest, ready, log)
 	return a, nil
 }
 
@@ -145,6 +151,9 @@ func (a *App) Run(ctx context.Context) error {
 	})
 	g.Go(func() error {
 		return a.publisher.Run(gctx, a.cfg.ShutdownTimeout)
+	})
+	g.Go(func() error {
+		return a.replayer.Run(gctx, a.cfg.ShutdownTimeout)
 	})
 	g.Go(func() error {
 		return server.Serve(gctx, a.ln, a.handler, a.cfg.ShutdownTimeout)

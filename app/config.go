@@ -57,6 +57,12 @@ type Config struct {
 	Audience string
 	// Admins are the principal ARNs that may act for any agent.
 	Admins []string
+	// ReplayRate (events/s per task) and ReplayPageItems (items per Query
+	// page) tune replays; zero takes pipeline's defaults (100/s, 1 MB
+	// pages). No variable sets them: tests slow replays down and cut
+	// pages small.
+	ReplayRate      float64
+	ReplayPageItems int32
 }
 
 // Variable documents one environment variable fanout reads.

@@ -192,7 +192,7 @@ func (a *Aggregator) Handle(ctx context.Context, shardID string, records []types
 				if _, ok := perSubscriber[s]; !ok {
 					order = append(order, s)
 				}
-				perSubscriber[s] = append(perSubscriber[s], store.SubscriberEvent{Event: e, SubscriberID: s, ShardID: shardID, Seq: f.seq})
+				perSubscriber[s] = append(perSubscriber[s], store.SubscriberEvent{Event: e, SubscriberID: s, ShardID: shardID, Seq: f.seq, Index: i})
 			}
 		}
 	}

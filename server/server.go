@@ -48,6 +48,9 @@ type Config struct {
 	// routes are not there.
 	DeadLetters deadLetters
 	Redriver    redriver
+	// Replays serves /agents/{listenerId}/replays; without it the routes
+	// are not there.
+	Replays replays
 }
 
 func (c Config) withDefaults() Config {
@@ -139,6 +142,11 @@ func New(cfg Config, a agents, s subscriptions, p publisher, r readiness, log *z
 		mux.Get("/agents/{producerId}/subscribers-policy", h.getPolicy)
 		mux.Put("/agents/{producerId}/subscribers-policy", h.putPolicy)
 		mux.Post("/events", h.postEvents)
+		if cfg.Replays != nil {
+			mux.Post("/agents/{listenerId}/replays", h.postReplay)
+			mux.Get("/agents/{listenerId}/replays/{replayId}", h.getReplay)
+			mux.Delete("/agents/{listenerId}/replays/{replayId}", h.cancelReplay)
+		}
 		if cfg.DeadLetters != nil && cfg.Redriver != nil {
 			mux.Get("/deadletters", h.listDeadLetters)
 			mux.Get("/deadletters/{id}", h.getDeadLetter)

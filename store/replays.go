@@ -414,6 +414,7 @@ func (s *Store) decodeEventItem(it map[string]types.AttributeValue) (LoggedEvent
 				Timestamp: r.str(attrEventTimestamp), Data: json.RawMessage(r.str(attrData)),
 			},
 			SubscriberID: r.str(attrSubscriberID), ShardID: r.str(attrShardID), Seq: r.str(attrSeq),
+			Index: r.number(attrIndex, 0),
 		},
 		Position: r.str(attrEventSortKey),
 	}

@@ -127,6 +127,10 @@ type SubscriberEvent struct {
 	SubscriberID string
 	ShardID      string // Kinesis shard of the source record
 	Seq          string // Kinesis sequence number of the source record
+	// Index is the event's place in that record (a record holds an
+	// ordered run of one producer's events): with Seq, the producer's
+	// order among events of one millisecond, which replays restore.
+	Index int
 }
 
 // DeadLetter is a record set aside because it cannot be processed.
