@@ -10,9 +10,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/arn"
@@ -27,6 +29,7 @@ import (
 
 	"github.com/fanout/fanout/internal/sdkbody"
 	"github.com/fanout/fanout/kcl"
+	"github.com/fanout/fanout/metrics"
 	"github.com/fanout/fanout/pipeline"
 	"github.com/fanout/fanout/server"
 	"github.com/fanout/fanout/store"
@@ -43,6 +46,10 @@ type App struct {
 	publisher  *kcl.Worker
 	replayer   *pipeline.Replayer
 	calls      *CallCounter
+	metrics    *metrics.Metrics
+	// emfOut receives the EMF lines (stdout, which the task's log driver
+	// ships to CloudWatch Logs).
+	emfOut io.Writer
 }
 
 // New connects to AWS through awsCfg, creates the resources when
@@ -55,7 +62,8 @@ func New(ctx context.Context, cfg Config, awsCfg aws.Config, log *zap.Logger) (*
 	if cfg.WorkerID == "" {
 		cfg.WorkerID = defaultWorkerID()
 	}
-	calls := NewCallCounter()
+	m := metrics.New()
+	calls := newCallCounter(m)
 	awsCfg = awsCfg.Copy()
 	awsCfg.APIOptions = append(awsCfg.APIOptions, calls.Middleware, sdkbody.HideWriterTo)
 	awsCfg.Logger = sdkLogger(log)
@@ -76,6 +84,7 @@ func New(ctx context.Context, cfg Config, awsCfg aws.Config, log *zap.Logger) (*
 		EventIDs:         cfg.EventIDsTable,
 		Replays:          cfg.ReplaysTable,
 	}, account)
+	st.CountAgentCache(m.Cache(metrics.CacheAgents))
 
 	if cfg.CreateResources {
 		log.Info("creating missing resources", zap.String("stream", cfg.Stream))
@@ -103,14 +112,16 @@ func New(ctx context.Context, cfg Config, awsCfg aws.Config, log *zap.Logger) (*
 		return nil, fmt.Errorf("listen on FANOUT_ADDR=%s: %w", cfg.Addr, err)
 	}
 
-	a := &App{cfg: cfg, log: log, ln: ln, calls: calls}
-	agg := pipeline.NewAggregator(pipeline.AggregatorDeps{Subscribers: st, Agents: st, Events: st, EventIDs: st, DeadLetters: st}, log)
+	a := &App{cfg: cfg, log: log, ln: ln, calls: calls, metrics: m, emfOut: os.Stdout}
+	agg := pipeline.NewAggregator(pipeline.AggregatorDeps{Subscribers: st, Agents: st, Events: st, EventIDs: st, DeadLetters: st, Metrics: m}, log)
 	a.aggregator = kcl.NewKinesisWorker(kcl.Config{
 		Name: cfg.AggregatorLeaseTable, Stream: cfg.Stream, Region: awsCfg.Region, WorkerID: cfg.WorkerID,
+		Monitor: m.Worker(metrics.WorkerAggregator),
 	}, kc, ddb, agg, log)
-	pub := pipeline.NewPublisher(pipeline.PublisherDeps{Agents: st, Queues: st, DeadLetters: st}, log)
+	pub := pipeline.NewPublisher(pipeline.PublisherDeps{Agents: st, Queues: st, DeadLetters: st, Metrics: m}, log)
 	a.publisher = kcl.NewStreamsWorker(kcl.Config{
 		Name: cfg.PublisherLeaseTable, Stream: streamARN, Region: awsCfg.Region, WorkerID: cfg.WorkerID,
+		Monitor: m.Worker(metrics.WorkerPublisher),
 	}, awsCfg, streams, ddb, pub, log)
 
 	a.replayer = pipeline.NewReplayer(pipeline.ReplayerDeps{Replays: st, Agents: st, Queues: st}, pipeline.ReplayerConfig{
@@ -129,7 +140,9 @@ func New(ctx context.Context, cfg Config, awsCfg aws.Config, log *zap.Logger) (*
 	}
 	ingest := pipeline.NewIngest(kc, cfg.Stream)
 	redriver := pipeline.NewRedriver(pipeline.RedriverDeps{DeadLetters: st, Agents: st, Queues: st, Ingest: ingest})
-	a.handler = server.New(server.Config{Auth: authn, DeadLetters: st, Redriver: redriver, Replays: st}, st, st, ingest, ready, log)
+	a.handler = server.New(server.Config{Auth: authn, Metrics: m}, server.Deps{
+		Agents: st, Subscriptions: st, Events: ingest, Ready: ready, DeadLetters: st, Redriver: redriver, Replays: st,
+	}, log)
 	return a, nil
 }
 
@@ -158,12 +171,46 @@ func (a *App) Run(ctx context.Context) error {
 	g.Go(func() error {
 		return server.Serve(gctx, a.ln, a.handler, a.cfg.ShutdownTimeout)
 	})
+	if a.cfg.EMFNamespace != "" {
+		g.Go(func() error {
+			a.writeEMF(gctx)
+			return nil
+		})
+	}
 	a.log.Info("fanout running", zap.String("addr", a.Addr()), zap.String("worker_id", a.cfg.WorkerID))
-	if err := g.Wait(); err != nil {
+	err := g.Wait()
+	if a.cfg.EMFNamespace != "" {
+		a.flushEMF()
+	}
+	if err != nil {
 		return err
 	}
 	a.log.Info("fanout stopped")
 	return nil
+}
+
+// writeEMF writes the task's metrics as EMF lines to a.emfOut every
+// metrics.EMFInterval until ctx ends (Run writes them once more after the
+// stop, so a stopping task's last counts reach CloudWatch).
+func (a *App) writeEMF(ctx context.Context) {
+	tick := time.NewTicker(metrics.EMFInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			a.flushEMF()
+		}
+	}
+}
+
+// flushEMF writes the EMF lines once. A failed write is logged (stdout
+// gone): metrics are not worth stopping the task for.
+func (a *App) flushEMF() {
+	if err := a.metrics.WriteEMF(a.emfOut, a.cfg.EMFNamespace, time.Now()); err != nil {
+		a.log.Warn("metrics not written", zap.Error(err))
+	}
 }
 
 // callerAccount asks STS where fanout runs: the partition and account of

@@ -48,6 +48,10 @@ type Config struct {
 	StreamShards          int
 	ShutdownTimeout       time.Duration
 	LogLevel              zapcore.Level
+	// EMFNamespace, when set, makes the task write its alarmed metrics to
+	// stdout every minute (and at stop) as CloudWatch Embedded Metric
+	// Format lines in that namespace; empty writes none.
+	EMFNamespace string
 	// WorkerID names this task in the KCL lease tables; empty means the
 	// host name plus a random suffix.
 	WorkerID string
@@ -90,6 +94,7 @@ func Variables() []Variable {
 		{"FANOUT_STREAM_SHARDS", strconv.Itoa(defaultStreamShards), "Shard count when fanout creates the stream."},
 		{"FANOUT_SHUTDOWN_TIMEOUT", defaultShutdownTimeout.String(), "How long SIGTERM may take: drain HTTP, finish batches, checkpoint, release leases."},
 		{"FANOUT_LOG_LEVEL", "info", "debug, info, warn or error."},
+		{"FANOUT_EMF_NAMESPACE", "", "CloudWatch namespace of the Embedded Metric Format lines written to stdout every minute (deploy/ sets it; empty: none)."},
 		{"FANOUT_WORKER_ID", "host name + random suffix", "Name of this task in the KCL lease tables."},
 		{"FANOUT_AUTH", AuthIAM, "iam: callers prove their IAM principal with a bearer token (a presigned sts:GetCallerIdentity) and act only as themselves; none: no authentication, anyone may do anything (logged as a warning at start)."},
 		{"FANOUT_AUDIENCE", defaultAudience, "What every token must have signed in its x-fanout-audience header: a name for this deployment, so a token for another one is refused."},
@@ -121,6 +126,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		ShutdownTimeout:       defaultShutdownTimeout,
 		LogLevel:              zapcore.InfoLevel,
 		WorkerID:              str("FANOUT_WORKER_ID", ""),
+		EMFNamespace:          str("FANOUT_EMF_NAMESPACE", ""),
 	}
 	var errs []error
 	if v := getenv("FANOUT_CREATE_RESOURCES"); v != "" {

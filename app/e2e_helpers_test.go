@@ -25,8 +25,24 @@ import (
 	"github.com/fanout/fanout/app"
 	"github.com/fanout/fanout/event"
 	"github.com/fanout/fanout/internal/awstest"
+	"github.com/fanout/fanout/internal/openapitest"
+	"github.com/fanout/fanout/server"
 	"github.com/fanout/fanout/store"
 )
+
+// apiClient is the HTTP client of every request the end-to-end tests send
+// to fanout: it checks each answer against the API's OpenAPI document
+// (server/openapi.json), so an answer the document does not describe
+// fails the request, and with it the test.
+var apiClient = &http.Client{Transport: mustChecker().Transport(nil)}
+
+func mustChecker() *openapitest.Checker {
+	c, err := openapitest.New(server.OpenAPI())
+	if err != nil {
+		panic(err)
+	}
+	return c
+}
 
 // deliveryTimeout bounds every wait for messages: generous for a loaded
 // 2-core CI machine, far above the sub-second latency measured.
@@ -124,7 +140,7 @@ func (e *env) start(t testing.TB, workerID string) *service {
 func waitReady(t testing.TB, url string) {
 	t.Helper()
 	waitFor(t, 30*time.Second, "service ready", func() bool {
-		resp, err := http.Get(url + "/readyz")
+		resp, err := apiClient.Get(url + "/readyz")
 		if err != nil {
 			return false
 		}
@@ -205,7 +221,7 @@ func call(t testing.TB, method, url string, body any) (int, []byte) {
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := apiClient.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, url, err)
 	}

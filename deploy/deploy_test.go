@@ -128,12 +128,6 @@ type (
 			SourceSecurityGroupId any    `yaml:"SourceSecurityGroupId"`
 		} `yaml:"SecurityGroupIngress"`
 	}
-	metricFilterProps struct {
-		FilterPattern         string `yaml:"FilterPattern"`
-		MetricTransformations []struct {
-			MetricValue string `yaml:"MetricValue"`
-		} `yaml:"MetricTransformations"`
-	}
 )
 
 // decode decodes res's Properties into v.
@@ -837,69 +831,4 @@ func TestOutputs(t *testing.T) {
 			t.Errorf("no output %s", name)
 		}
 	}
-}
-
-// TestAlarmLogLines: each log metric filter matches a log line that the
-// README documents and the code emits, so the alarm can fire.
-func TestAlarmLogLines(t *testing.T) {
-	t.Parallel()
-	tmpl := loadTemplate(t, templatePath)
-	readme, err := os.ReadFile("README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	source := goSource(t, "../app", "../kcl", "../pipeline", "../server")
-	pattern := regexp.MustCompile(`^\{ \$\.msg = "([^"]+)" \}$`)
-	filters := 0
-	for id, res := range tmpl.Resources {
-		if res.Type != "AWS::Logs::MetricFilter" {
-			continue
-		}
-		filters++
-		var p metricFilterProps
-		decode(t, res, &p)
-		m := pattern.FindStringSubmatch(p.FilterPattern)
-		if m == nil {
-			t.Errorf("%s FilterPattern %q: want { $.msg = \"...\" }", id, p.FilterPattern)
-			continue
-		}
-		msg := m[1]
-		if !strings.Contains(string(readme), `"msg":"`+msg+`"`) {
-			t.Errorf("%s counts log lines with msg %q, which README.md does not document", id, msg)
-		}
-		if !strings.Contains(source, strconv.Quote(msg)) {
-			t.Errorf("%s counts log lines with msg %q, but no Go code in app/, kcl/, pipeline/ or server/ logs it: the alarm can never fire", id, msg)
-		}
-		for _, mt := range p.MetricTransformations {
-			if field, ok := strings.CutPrefix(mt.MetricValue, "$."); ok && !strings.Contains(source, strconv.Quote(field)) {
-				t.Errorf("%s reads field %q of %q lines, but no Go code logs that field", id, field, msg)
-			}
-		}
-	}
-	if filters == 0 {
-		t.Error("no log metric filters: the dead-letter and publisher-lag alarms need them")
-	}
-}
-
-// goSource concatenates the non-test Go files in dirs.
-func goSource(t *testing.T, dirs ...string) string {
-	t.Helper()
-	var b strings.Builder
-	for _, dir := range dirs {
-		files, err := filepath.Glob(filepath.Join(dir, "*.go"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, f := range files {
-			if strings.HasSuffix(f, "_test.go") {
-				continue
-			}
-			src, err := os.ReadFile(f)
-			if err != nil {
-				t.Fatal(err)
-			}
-			b.Write(src)
-		}
-	}
-	return b.String()
 }

@@ -36,6 +36,11 @@ func EncodeRecord(encoded [][]byte) []byte {
 	return append(out, ']')
 }
 
+// ErrNotEvent is wrapped by ParseRecord's error when the record is not an
+// event or an array of them at all (not JSON, unknown fields), as opposed
+// to events that break a rule.
+var ErrNotEvent = errors.New("record is not an event")
+
 // ParseRecord decodes the events of the Kinesis record at shardID/seq with
 // partitionKey, which arrived at arrival. Every event is normalised
 // (Normalize) and must be of the same producer, which must be the partition
@@ -51,10 +56,10 @@ func ParseRecord(data []byte, partitionKey, shardID, seq string, arrival time.Ti
 		d := json.NewDecoder(bytes.NewReader(data))
 		d.DisallowUnknownFields()
 		if err := d.Decode(v); err != nil {
-			return fmt.Errorf("record is not an event: %v", err)
+			return fmt.Errorf("%w: %v", ErrNotEvent, err)
 		}
 		if d.InputOffset() != int64(len(data)) { // d.More misses a stray '}' or ']'
-			return errors.New("record is not an event: data after the JSON value")
+			return fmt.Errorf("%w: data after the JSON value", ErrNotEvent)
 		}
 		return nil
 	}

@@ -60,10 +60,6 @@ const (
 	parentPollMillis = 1000
 )
 
-// lagLogEvery spaces the publisher's lag lines: at least one per shard in
-// every minute, which the per-minute alarm (missing data = breaching) needs.
-const lagLogEvery = 30 * time.Second
-
 // kclCallTimeout bounds one AWS call made for KCL. KCL passes
 // context.TODO(), so a hung call would stall its shard, and a stop, for
 // ever; 5 s is far above a normal call and well inside the stop budget.
@@ -102,6 +98,16 @@ type Config struct {
 	Stream   string
 	Region   string
 	WorkerID string
+	// Monitor receives the worker's leases, reads and lag; nil records
+	// nothing.
+	Monitor Monitor
+}
+
+func (c Config) monitor() Monitor {
+	if c.Monitor == nil {
+		return nopMonitor{}
+	}
+	return c.Monitor
 }
 
 // Worker runs one KCL worker and feeds its shards' batches to a handler.
@@ -111,11 +117,8 @@ type Worker struct {
 	kc      *kinesis.Client
 	cp      checkpoint.Checkpointer
 	handler Handler
+	monitor Monitor
 	log     *zap.Logger
-
-	// lagMessage, when set, is logged with the shard's lag at most every
-	// lagLogEvery per shard, idle or not (alarms read it from the logs).
-	lagMessage string
 
 	running atomic.Bool
 	// procCtx is cancelled when a stop runs out of time: batches still
@@ -135,6 +138,7 @@ func newKCLConfig(cfg Config, log *zap.Logger) *config.KinesisClientLibConfigura
 		WithLeaseRefreshWaitTime(leaseRefreshMillis).
 		WithMaxRecords(maxRecordsPerRead).
 		WithLeaseStealing(false).
+		WithMonitoringService(monitoring{cfg.monitor()}).
 		WithLogger(kclLogger{log.With(zap.String("worker", cfg.Name)).WithOptions(zap.AddCallerSkip(1)).Sugar()})
 }
 
@@ -151,7 +155,7 @@ func leaseClient(db *dynamodb.Client) *dynamodb.Client {
 func newWorker(cfg Config, kclCfg *config.KinesisClientLibConfiguration, kc *kinesis.Client, cp checkpoint.Checkpointer, h Handler, log *zap.Logger) *Worker {
 	kclCfg.ParentShardPollIntervalMillis = parentPollMillis
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Worker{cfg: cfg, kclCfg: kclCfg, kc: kc, cp: cp, handler: h, log: log.With(zap.String("worker", cfg.Name)), procCtx: ctx, procCancel: cancel}
+	return &Worker{cfg: cfg, kclCfg: kclCfg, kc: kc, cp: cp, handler: h, monitor: cfg.monitor(), log: log.With(zap.String("worker", cfg.Name)), procCtx: ctx, procCancel: cancel}
 }
 
 // NewKinesisWorker returns the worker that reads the Kinesis stream
@@ -167,20 +171,14 @@ func NewKinesisWorker(cfg Config, kc *kinesis.Client, leases *dynamodb.Client, h
 
 // NewStreamsWorker returns the worker that reads a table's DynamoDB stream
 // (cfg.Stream is its ARN) through streams into h. Each record's Data is a
-// Change. Every read reaches h, empty ones too, so that the lag line keeps
-// coming while idle. Leases live in the table cfg.Name.
+// Change. Leases live in the table cfg.Name.
 func NewStreamsWorker(cfg Config, awsCfg aws.Config, streams StreamsReader, leases *dynamodb.Client, h Handler, log *zap.Logger) *Worker {
 	kclCfg := newKCLConfig(cfg, log)
 	cp := checkpoint.NewDynamoCheckpoint(kclCfg).WithDynamoDB(leaseClient(leases))
 	kc := newStreamsKinesis(awsCfg, streams, cfg.Stream, func(o *kinesis.Options) {
 		o.APIOptions = append(o.APIOptions, gateChildren(checkpointFinished(cp)), withCallTimeout)
 	})
-	// Empty reads reach the processor too, so the lag line keeps coming
-	// when idle and its absence means a stuck publisher.
-	kclCfg.WithCallProcessRecordsEvenForEmptyRecordList(true)
-	w := newWorker(cfg, kclCfg, kc, cp, h, log)
-	w.lagMessage = "publisher lag"
-	return w
+	return newWorker(cfg, kclCfg, kc, cp, h, log)
 }
 
 // Running reports whether the worker has started and not stopped.
@@ -251,9 +249,11 @@ func (p *processor) Initialize(in *kcl.InitializationInput) {
 func (p *processor) ProcessRecords(in *kcl.ProcessRecordsInput) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.logLag(in.Records)
 	if len(in.Records) == 0 || p.abandoned {
 		return
+	}
+	if at := in.Records[len(in.Records)-1].ApproximateArrivalTimestamp; at != nil {
+		p.w.monitor.RecordAge(p.shardID, time.Since(*at))
 	}
 	if err := p.w.handler.Handle(p.w.procCtx, p.shardID, in.Records); err != nil {
 		// Stopping: leave the batch unacknowledged for the next owner.
@@ -270,21 +270,6 @@ func (p *processor) ProcessRecords(in *kcl.ProcessRecordsInput) {
 	if in.CacheEntryTime != nil { // when KCL started the read that returned this batch
 		backoff.Sleep(p.w.procCtx, time.Until(in.CacheEntryTime.Add(readInterval)))
 	}
-}
-
-// logLag logs how far behind the shard's newest record this batch is (0
-// for an empty batch: caught up), at most every lagLogEvery. Alarms read
-// the line: keep its message and lag_ms field as they are.
-func (p *processor) logLag(records []types.Record) {
-	if p.w.lagMessage == "" || time.Since(p.lastLagAt) < lagLogEvery {
-		return
-	}
-	p.lastLagAt = time.Now()
-	var lag time.Duration
-	if n := len(records); n > 0 && records[n-1].ApproximateArrivalTimestamp != nil {
-		lag = max(time.Since(*records[n-1].ApproximateArrivalTimestamp), 0)
-	}
-	p.w.log.Info(p.w.lagMessage, zap.String("shard_id", p.shardID), zap.Int64("lag_ms", lag.Milliseconds()))
 }
 
 func (p *processor) Shutdown(in *kcl.ShutdownInput) {

@@ -3,6 +3,7 @@ package kcl
 import (
 	"context"
 	"errors"
+	"maps"
 	"slices"
 	"sync"
 	"testing"
@@ -13,8 +14,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	kcl "github.com/vmware/vmware-go-kcl-v2/clientlibrary/interfaces"
 	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
-	"go.uber.org/zap/zaptest/observer"
 )
 
 // fakeHandler records the batches it is given; fail makes it fail as a
@@ -108,35 +107,56 @@ func TestProcessorCheckpoints(t *testing.T) {
 	}
 }
 
-// TestProcessorLogsLag: a worker with a lag message logs its shard's lag
-// (age of the batch's newest record, 0 when a read is empty) at most once
-// per lagLogEvery, idle reads included: the publisher-lag alarm in deploy/
-// counts these lines and treats their absence as a stuck publisher.
-func TestProcessorLogsLag(t *testing.T) {
+// fakeMonitor records record ages and lease changes.
+type fakeMonitor struct {
+	nopMonitor
+	mu     sync.Mutex
+	ages   []time.Duration
+	leases map[string]bool
+}
+
+func (m *fakeMonitor) RecordAge(shard string, age time.Duration) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.ages = append(m.ages, age)
+}
+
+func (m *fakeMonitor) LeaseGained(shard string) { m.setLease(shard, true) }
+func (m *fakeMonitor) LeaseLost(shard string)   { m.setLease(shard, false) }
+
+func (m *fakeMonitor) setLease(shard string, held bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.leases == nil {
+		m.leases = map[string]bool{}
+	}
+	m.leases[shard] = held
+}
+
+// TestProcessorReportsRecordAge: each batch reports the age of its newest
+// record before it is handled, and an empty read (KCL's
+// IncrRecordsProcessed with 0) reports 0: caught up.
+func TestProcessorReportsRecordAge(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		core, logs := observer.New(zapcore.InfoLevel)
-		cfg := Config{Name: "test", Stream: "s", Region: "us-east-1", WorkerID: "w"}
-		w := newWorker(cfg, newKCLConfig(cfg, zap.NewNop()), nil, nil, &fakeHandler{}, zap.New(core))
-		w.lagMessage = "publisher lag"
+		mon := &fakeMonitor{}
+		cfg := Config{Name: "test", Stream: "s", Region: "us-east-1", WorkerID: "w", Monitor: mon}
+		kclCfg := newKCLConfig(cfg, zap.NewNop())
+		w := newWorker(cfg, kclCfg, nil, nil, &fakeHandler{}, zap.NewNop())
 		p := &processor{w: w}
 		p.Initialize(&kcl.InitializationInput{ShardId: "shard-1", ExtendedSequenceNumber: &kcl.ExtendedSequenceNumber{}})
-		old := records("1")
-		old[0].ApproximateArrivalTimestamp = aws.Time(time.Now().Add(-1500 * time.Millisecond))
-		cp := &fakeCheckpointer{}
-		p.ProcessRecords(&kcl.ProcessRecordsInput{Records: old, Checkpointer: cp})
-		p.ProcessRecords(&kcl.ProcessRecordsInput{Records: records(), Checkpointer: cp}) // within lagLogEvery: no line
-		time.Sleep(lagLogEvery)
-		p.ProcessRecords(&kcl.ProcessRecordsInput{Records: records(), Checkpointer: cp}) // idle, later: a line
+		old := records("1", "2")
+		old[1].ApproximateArrivalTimestamp = aws.Time(time.Now().Add(-1500 * time.Millisecond))
+		p.ProcessRecords(&kcl.ProcessRecordsInput{Records: old, Checkpointer: &fakeCheckpointer{}})
+		kclCfg.MonitoringService.IncrRecordsProcessed("shard-1", 0)
 
-		lines := logs.FilterMessage("publisher lag").All()
-		if len(lines) != 2 {
-			t.Fatalf("%d lag lines, want 2 (one per lagLogEvery): %v", len(lines), lines)
+		if want := []time.Duration{1500 * time.Millisecond, 0}; !slices.Equal(mon.ages, want) {
+			t.Errorf("record ages %v, want %v", mon.ages, want)
 		}
-		for i, want := range []int64{1500, 0} {
-			f := lines[i].ContextMap()
-			if f["shard_id"] != "shard-1" || f["lag_ms"] != want {
-				t.Errorf("lag line %d fields = %v, want shard_id shard-1 and lag_ms %d", i, f, want)
-			}
+		kclCfg.MonitoringService.LeaseGained("shard-1")
+		kclCfg.MonitoringService.LeaseLost("shard-1")
+		kclCfg.MonitoringService.LeaseGained("shard-2")
+		if want := map[string]bool{"shard-1": false, "shard-2": true}; !maps.Equal(mon.leases, want) {
+			t.Errorf("leases %v, want %v", mon.leases, want)
 		}
 	})
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/fanout/fanout/event"
 	"github.com/fanout/fanout/filter"
+	"github.com/fanout/fanout/metrics"
 	"github.com/fanout/fanout/store"
 )
 
@@ -76,11 +76,8 @@ type Aggregator struct {
 	ids    eventIDClaimer
 	dead   *deadLetters
 	watch  *Watchdog
+	rec    Recorder
 	log    *zap.Logger
-	// filtered counts the deliveries filters turned away.
-	filtered atomic.Uint64
-	// onFiltered, when set, is told of each (metrics).
-	onFiltered func(producerID, subscriberID string)
 }
 
 // follower is a subscription with its filter parsed.
@@ -97,6 +94,9 @@ type AggregatorDeps struct {
 	Events      eventWriter
 	EventIDs    eventIDClaimer
 	DeadLetters deadLetterer
+	// Metrics counts dead letters, repeats and cache lookups; nil counts
+	// nothing.
+	Metrics Recorder
 }
 
 // NewAggregator returns an Aggregator over deps.
@@ -122,7 +122,8 @@ func NewAggregator(deps AggregatorDeps, log *zap.Logger) *Aggregator {
 		}
 		return out, nil
 	}
-	return &Aggregator{
+	rec := recorder(deps.Metrics)
+	a := &Aggregator{
 		subs: newTTLCache(SubscriptionTTL, cacheEntries, followers),
 		known: newTTLCache(SubscriptionTTL, cacheEntries, func(ctx context.Context, id string) (bool, error) {
 			_, err := deps.Agents.Agent(ctx, id)
@@ -133,21 +134,15 @@ func NewAggregator(deps AggregatorDeps, log *zap.Logger) *Aggregator {
 		}),
 		events: deps.Events,
 		ids:    deps.EventIDs,
-		dead:   &deadLetters{store: deps.DeadLetters, stage: "aggregator", watch: watch, log: log},
+		dead:   &deadLetters{store: deps.DeadLetters, stage: metrics.StageAggregator, watch: watch, rec: rec, log: log},
 		watch:  watch,
+		rec:    rec,
 		log:    log,
 	}
+	a.subs.counted = func(hit bool) { rec.CacheLookup(metrics.CacheSubscribers, hit) }
+	a.known.counted = func(hit bool) { rec.CacheLookup(metrics.CacheProducers, hit) }
+	return a
 }
-
-// Filtered returns how many (event, subscriber) deliveries subscription
-// filters have turned away since the Aggregator was made: each cost no
-// SubscriberEvents write and no SQS message.
-func (a *Aggregator) Filtered() uint64 { return a.filtered.Load() }
-
-// OnFiltered makes the Aggregator call f for each delivery a filter turns
-// away (for metrics). Call it before Handle runs; f must be safe for
-// concurrent use.
-func (a *Aggregator) OnFiltered(f func(producerID, subscriberID string)) { a.onFiltered = f }
 
 // Stuck returns the calls the aggregator has been retrying for longer than
 // StuckAfter.
@@ -183,16 +178,13 @@ func (a *Aggregator) Handle(ctx context.Context, shardID string, records []types
 					continue
 				}
 				if sub.filter != nil && !sub.filter.Match(e.EventType, e.Data) {
-					a.filtered.Add(1)
-					if a.onFiltered != nil {
-						a.onFiltered(e.AgentID, s)
-					}
+					a.rec.Filtered()
 					continue
 				}
 				if _, ok := perSubscriber[s]; !ok {
 					order = append(order, s)
 				}
-				perSubscriber[s] = append(perSubscriber[s], store.SubscriberEvent{Event: e, SubscriberID: s, ShardID: shardID, Seq: f.seq, Index: i})
+				perSubscriber[s] = append(perSubscriber[s], store.SubscriberEvent{Event: e, SubscriberID: s, ShardID: shardID, Seq: f.seq, Index: i, Arrived: f.arrived})
 			}
 		}
 	}
@@ -204,7 +196,7 @@ func (a *Aggregator) Handle(ctx context.Context, shardID string, records []types
 			}, "write subscriber event", zap.String("subscriber_id", sub), zap.String("event_id", e.EventID), zap.String("seq", e.Seq))
 			if gaveUp(err) {
 				data, _ := json.Marshal(e.Event) // cannot fail: the event was parsed from JSON
-				err = a.dead.putEvent(ctx, e, e.ShardID, e.Seq, data, "SubscriberEvents refused the item for subscriber "+sub+": "+err.Error()+reasonCannotRedrive)
+				err = a.dead.putEvent(ctx, e, e.ShardID, e.Seq, data, reasonClass(err), "SubscriberEvents refused the item for subscriber "+sub+": "+err.Error()+reasonCannotRedrive)
 			}
 			if err != nil {
 				return err
@@ -217,6 +209,7 @@ func (a *Aggregator) Handle(ctx context.Context, shardID string, records []types
 // fanned is one record's events and the subscribers they go to.
 type fanned struct {
 	seq     string
+	arrived time.Time // when the record reached Kinesis
 	events  []event.Event
 	subs    []follower
 	dropped []bool // per event: a repeat, delivered to no one
@@ -230,13 +223,17 @@ func (a *Aggregator) fanOut(ctx context.Context, shardID string, r types.Record)
 	arrival := aws.ToTime(r.ApproximateArrivalTimestamp)
 	events, err := event.ParseRecord(r.Data, aws.ToString(r.PartitionKey), shardID, seq, arrival)
 	if err != nil {
-		return nil, a.dead.put(ctx, shardID, seq, aws.ToString(r.PartitionKey), r.Data, err.Error()+reasonFixProducer)
+		class := metrics.ReasonInvalid
+		if errors.Is(err, event.ErrNotEvent) {
+			class = metrics.ReasonUnparsable
+		}
+		return nil, a.dead.put(ctx, shardID, seq, aws.ToString(r.PartitionKey), r.Data, class, err.Error()+reasonFixProducer)
 	}
 	producer := events[0].AgentID
 	lookup := func(what string, f func() error) (bool, error) {
 		err := a.watch.retry(ctx, shardID, f, what, zap.String("producer_id", producer), zap.String("seq", seq))
 		if gaveUp(err) {
-			return false, a.dead.put(ctx, shardID, seq, producer, r.Data, what+": "+err.Error()+reasonRedrive)
+			return false, a.dead.put(ctx, shardID, seq, producer, r.Data, reasonClass(err), what+": "+err.Error()+reasonRedrive)
 		}
 		return err == nil, err
 	}
@@ -258,10 +255,10 @@ func (a *Aggregator) fanOut(ctx context.Context, shardID string, r types.Record)
 			return nil, err
 		}
 		if !known {
-			return nil, a.dead.put(ctx, shardID, seq, producer, r.Data, fmt.Sprintf("unknown producer agentId %q: register it with POST /agents, then redrive this letter (POST /deadletters/{id}/redrive)", producer))
+			return nil, a.dead.put(ctx, shardID, seq, producer, r.Data, metrics.ReasonUnknownAgent, fmt.Sprintf("unknown producer agentId %q: register it with POST /agents, then redrive this letter (POST /deadletters/{id}/redrive)", producer))
 		}
 	}
-	f := &fanned{seq: seq, events: events, dropped: make([]bool, len(events))}
+	f := &fanned{seq: seq, arrived: arrival, events: events, dropped: make([]bool, len(events))}
 	for _, s := range subs {
 		if subscribedAt(s.Subscription, arrival) {
 			f.subs = append(f.subs, s)

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/fanout/fanout/event"
+	"github.com/fanout/fanout/metrics"
 	"github.com/fanout/fanout/store"
 	"github.com/fanout/fanout/store/memstore"
 )
@@ -122,7 +124,7 @@ func TestAggregatorFansOut(t *testing.T) {
 	}
 
 	item := func(sub, id, producer, eventType, ts, data, seq string) store.SubscriberEvent {
-		return store.SubscriberEvent{Event: event.Event{EventID: id, AgentID: producer, EventType: eventType, Timestamp: ts, Data: json.RawMessage(data)}, SubscriberID: sub, ShardID: "shardId-1", Seq: seq}
+		return store.SubscriberEvent{Event: event.Event{EventID: id, AgentID: producer, EventType: eventType, Timestamp: ts, Data: json.RawMessage(data)}, SubscriberID: sub, ShardID: "shardId-1", Seq: seq, Arrived: arrival}
 	}
 	generated := func(e store.SubscriberEvent) store.SubscriberEvent { e.GeneratedID = true; return e }
 	withIndex := func(e store.SubscriberEvent, i int) store.SubscriberEvent { e.Index = i; return e }
@@ -529,12 +531,9 @@ func TestAggregatorFilters(t *testing.T) {
 	subs[1].Filter = []byte(`{"eventType": [{"prefix": "order."}]}`)
 	subs[2].Filter = []byte(`{"data.total": [{"numeric": [">", 100]}]}`)
 	f := newAggregatorFakes(map[string][]store.Subscription{"P": subs}, "P")
-	var counted sync.Map
+	rec := &filterCounter{}
 	a := newTestAggregator(t, f, nil)
-	a.OnFiltered(func(producer, sub string) {
-		n, _ := counted.LoadOrStore(producer+"/"+sub, new(int))
-		*n.(*int)++
-	})
+	a.rec = rec
 	arrival := time.Date(2025, 7, 1, 12, 0, 1, 0, time.UTC)
 	ev := func(id, typ, data string) string {
 		b, _ := json.Marshal(event.Event{EventID: id, AgentID: "P", Timestamp: "2025-07-01T12:00:00.000Z", EventType: typ, Data: json.RawMessage(data)})
@@ -559,13 +558,16 @@ func TestAggregatorFilters(t *testing.T) {
 	if !reflect.DeepEqual(calls, want) {
 		t.Errorf("PutEvent calls = %v, want only the events that pass: %v", calls, want)
 	}
-	if got := a.Filtered(); got != 4 {
-		t.Errorf("Filtered() = %d, want 4 (2 for orders, 2 for big)", got)
-	}
-	for key, n := range map[string]int{"P/orders": 2, "P/big": 2} {
-		v, _ := counted.Load(key)
-		if v == nil || *v.(*int) != n {
-			t.Errorf("OnFiltered for %s: %v times, want %d", key, v, n)
-		}
+	if got := rec.n.Load(); got != 4 {
+		t.Errorf("filtered deliveries counted = %d, want 4 (2 for orders, 2 for big)", got)
 	}
 }
+
+// filterCounter is a Recorder that counts filtered deliveries only (a nil
+// *metrics.Metrics records nothing).
+type filterCounter struct {
+	*metrics.Metrics
+	n atomic.Int64
+}
+
+func (c *filterCounter) Filtered() { c.n.Add(1) }

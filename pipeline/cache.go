@@ -13,6 +13,9 @@ type ttlCache[V any] struct {
 	max    int
 	lookup func(ctx context.Context, key string) (V, error)
 	now    func() time.Time
+	// counted, when set, is told whether each get found its value (a
+	// finished or in-flight lookup) or looked it up.
+	counted func(hit bool)
 
 	mu      sync.Mutex
 	entries map[string]*cacheEntry[V]
@@ -42,6 +45,9 @@ func (c *ttlCache[V]) get(ctx context.Context, key string) (V, error) {
 			}
 		default: // a lookup is in flight: share it
 		}
+	}
+	if c.counted != nil {
+		c.counted(ok)
 	}
 	if !ok {
 		if len(c.entries) >= c.max {

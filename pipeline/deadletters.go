@@ -2,11 +2,13 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/fanout/fanout/metrics"
 	"github.com/fanout/fanout/store"
 )
 
@@ -23,30 +25,42 @@ const (
 	reasonCannotRedrive = "; redriving it would fail the same way: delete this letter"
 )
 
+// reasonClass is the dead-letter reason class of err, an error that made
+// a call give up (gaveUp): AWS refused the item or message, or it failed
+// every attempt.
+func reasonClass(err error) string {
+	if errors.Is(err, store.ErrRejected) {
+		return metrics.ReasonRejected
+	}
+	return metrics.ReasonGaveUp
+}
+
 // deadLetters sets records aside, once each, where operators list them.
 type deadLetters struct {
 	store deadLetterer
 	stage string
 	watch *Watchdog
+	rec   Recorder
 	log   *zap.Logger
 }
 
 // put records data, the record at shardID/seq of producer (its partition
-// key; "" when unknown), as a dead letter for reason (idempotent) and logs
-// it the first time. It fails only when ctx is cancelled.
-func (d *deadLetters) put(ctx context.Context, shardID, seq, producer string, data []byte, reason string) error {
+// key; "" when unknown), as a dead letter for reason, of reason class class
+// (a metrics.Reason constant), idempotently, and logs and counts it the
+// first time. It fails only when ctx is cancelled.
+func (d *deadLetters) put(ctx context.Context, shardID, seq, producer string, data []byte, class, reason string) error {
 	dl := d.letter([]string{shardID, seq}, shardID, seq, reason, data)
 	dl.ProducerID = producer
-	return d.putLetter(ctx, dl)
+	return d.putLetter(ctx, class, dl)
 }
 
 // putEvent is put for data, what subscriber event e became (its item or
 // its message), read at shardID/seq: one dead letter per subscriber and
 // event.
-func (d *deadLetters) putEvent(ctx context.Context, e store.SubscriberEvent, shardID, seq string, data []byte, reason string) error {
+func (d *deadLetters) putEvent(ctx context.Context, e store.SubscriberEvent, shardID, seq string, data []byte, class, reason string) error {
 	dl := d.letter([]string{e.SubscriberID, e.AgentID, e.EventID}, shardID, seq, reason, data)
 	dl.ProducerID, dl.SubscriberID = e.AgentID, e.SubscriberID
-	return d.putLetter(ctx, dl)
+	return d.putLetter(ctx, class, dl)
 }
 
 // letter is the dead letter of data, read at shardID/seq, that d's stage
@@ -64,9 +78,9 @@ func (d *deadLetters) letter(key []string, shardID, seq, reason string, data []b
 	}
 }
 
-// putLetter writes dl (idempotent) and logs it the first time. It fails
-// only when ctx is cancelled.
-func (d *deadLetters) putLetter(ctx context.Context, dl store.DeadLetter) error {
+// putLetter writes dl (idempotent), of reason class class, and logs and
+// counts it the first time. It fails only when ctx is cancelled.
+func (d *deadLetters) putLetter(ctx context.Context, class string, dl store.DeadLetter) error {
 	var created bool
 	err := d.watch.retry(ctx, dl.ShardID, func() (err error) {
 		created, err = d.store.PutDeadLetter(ctx, dl)
@@ -82,8 +96,8 @@ func (d *deadLetters) putLetter(ctx context.Context, dl store.DeadLetter) error 
 		return err
 	}
 	if created {
-		// Alarms count this exact message (deploy/): keep it stable.
-		d.log.Warn("dead-lettered", zap.String("stage", dl.Stage), zap.String("dead_letter_id", dl.ID),
+		d.rec.DeadLettered(dl.Stage, class)
+		d.log.Warn("dead-lettered", zap.String("stage", dl.Stage), zap.String("reason_class", class), zap.String("dead_letter_id", dl.ID),
 			zap.String("shard_id", dl.ShardID), zap.String("seq", dl.Seq), zap.String("reason", dl.Reason))
 	}
 	return nil

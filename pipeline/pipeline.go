@@ -15,7 +15,36 @@ package pipeline
 import (
 	"context"
 	"sync"
+	"time"
+
+	"github.com/fanout/fanout/metrics"
 )
+
+// Recorder counts what the pipeline does. *metrics.Metrics satisfies it
+// (a nil one records nothing). Methods must be safe for concurrent use.
+type Recorder interface {
+	// Delivered records one message SQS accepted, for an event whose
+	// record reached Kinesis at arrived (zero: unknown).
+	Delivered(arrived, accepted time.Time)
+	// DeadLettered counts one new dead letter of stage, of reason class
+	// reason (a metrics.Reason constant).
+	DeadLettered(stage, reason string)
+	// DuplicateDropped counts one event dropped at stage as a repeat of
+	// its producer's eventId.
+	DuplicateDropped(stage string)
+	// CacheLookup counts one lookup in cache (a metrics.Cache constant).
+	CacheLookup(cache string, hit bool)
+	// Filtered counts one delivery a subscription filter turned away.
+	Filtered()
+}
+
+// recorder returns r, or one that records nothing when r is nil.
+func recorder(r Recorder) Recorder {
+	if r == nil {
+		return (*metrics.Metrics)(nil)
+	}
+	return r
+}
 
 // forEachLimit runs f for every item with at most limit at once and returns
 // the first error.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/fanout/fanout/event"
 	"github.com/fanout/fanout/kcl"
+	"github.com/fanout/fanout/metrics"
 	"github.com/fanout/fanout/store"
 )
 
@@ -41,6 +43,7 @@ type Publisher struct {
 	sender messageSender
 	dead   *deadLetters
 	watch  *Watchdog
+	rec    Recorder
 	log    *zap.Logger
 }
 
@@ -50,16 +53,21 @@ type PublisherDeps struct {
 	Agents      agentGetter
 	Queues      messageSender
 	DeadLetters deadLetterer
+	// Metrics counts deliveries (and their latency) and dead letters; nil
+	// counts nothing.
+	Metrics Recorder
 }
 
 // NewPublisher returns a Publisher over deps.
 func NewPublisher(deps PublisherDeps, log *zap.Logger) *Publisher {
 	watch := NewWatchdog(log)
+	rec := recorder(deps.Metrics)
 	return &Publisher{
 		agents: deps.Agents,
 		sender: deps.Queues,
-		dead:   &deadLetters{store: deps.DeadLetters, stage: "publisher", watch: watch, log: log},
+		dead:   &deadLetters{store: deps.DeadLetters, stage: metrics.StagePublisher, watch: watch, rec: rec, log: log},
 		watch:  watch,
+		rec:    rec,
 		log:    log,
 	}
 }
@@ -84,7 +92,7 @@ func (p *Publisher) Handle(ctx context.Context, shardID string, records []types.
 		seq := aws.ToString(r.SequenceNumber)
 		ch, err := kcl.DecodeChange(r.Data)
 		if err != nil {
-			if err := p.dead.put(ctx, shardID, seq, "", r.Data, "stream record: "+err.Error()+reasonCannotRedrive); err != nil {
+			if err := p.dead.put(ctx, shardID, seq, "", r.Data, metrics.ReasonUnparsable, "stream record: "+err.Error()+reasonCannotRedrive); err != nil {
 				return err
 			}
 			continue
@@ -94,7 +102,7 @@ func (p *Publisher) Handle(ctx context.Context, shardID string, records []types.
 		}
 		e, err := store.DecodeEventImage(ch.NewImage)
 		if err != nil {
-			if err := p.dead.put(ctx, shardID, seq, "", r.Data, "stream image: "+err.Error()+reasonCannotRedrive); err != nil {
+			if err := p.dead.put(ctx, shardID, seq, "", r.Data, metrics.ReasonUnparsable, "stream image: "+err.Error()+reasonCannotRedrive); err != nil {
 				return err
 			}
 			continue
@@ -152,7 +160,7 @@ func (p *Publisher) send(ctx context.Context, log *zap.Logger, shardID, sub stri
 	for attempt := 0; len(msgs) > 0; attempt++ {
 		agent, err := p.agents.Agent(ctx, sub)
 		if errors.Is(err, store.ErrNotFound) {
-			return p.setAside(ctx, shardID, msgs, byID, fmt.Sprintf("subscriber agent %s does not exist; nothing to redrive to: delete this letter", sub))
+			return p.setAside(ctx, shardID, msgs, byID, metrics.ReasonUnknownAgent, fmt.Sprintf("subscriber agent %s does not exist; nothing to redrive to: delete this letter", sub))
 		}
 		var failed []store.BatchFailure
 		if err == nil {
@@ -162,14 +170,14 @@ func (p *Publisher) send(ctx context.Context, log *zap.Logger, shardID, sub stri
 		case errors.Is(err, store.ErrQueueMissing):
 			// The queue was deleted under the agent: its events wait in
 			// the dead letters; nobody else's are held up.
-			return p.setAside(ctx, shardID, msgs, byID, fmt.Sprintf("queue %s does not exist: recreate it (a FIFO queue of that name, with the agent's policy), then redrive this letter (POST /deadletters/{id}/redrive)", agent.QueueURL))
+			return p.setAside(ctx, shardID, msgs, byID, metrics.ReasonQueueMissing, fmt.Sprintf("queue %s does not exist: recreate it (a FIFO queue of that name, with the agent's policy), then redrive this letter (POST /deadletters/{id}/redrive)", agent.QueueURL))
 		case errors.Is(err, store.ErrRejected):
 			// SQS refused the call as invalid: resending cannot help.
-			return p.setAside(ctx, shardID, msgs, byID, "SQS refused the batch: "+err.Error()+reasonRedrive)
+			return p.setAside(ctx, shardID, msgs, byID, metrics.ReasonRejected, "SQS refused the batch: "+err.Error()+reasonRedrive)
 		case err != nil && !store.ServiceFault(err):
 			if own++; own >= maxEntryAttempts {
 				if len(msgs) == 1 {
-					return p.setAside(ctx, shardID, msgs, byID, fmt.Sprintf("sending failed %d times: %v", own, err)+reasonRedrive)
+					return p.setAside(ctx, shardID, msgs, byID, metrics.ReasonGaveUp, fmt.Sprintf("sending failed %d times: %v", own, err)+reasonRedrive)
 				}
 				// One entry may be at fault: send them one at a time, in
 				// order, each with attempts of its own.
@@ -190,14 +198,15 @@ func (p *Publisher) send(ctx context.Context, log *zap.Logger, shardID, sub stri
 			}
 			continue
 		}
-		if len(failed) == 0 {
-			return nil
-		}
 		failedIDs := map[string]store.BatchFailure{}
 		for _, f := range failed {
 			failedIDs[f.ID] = f
 		}
-		var again, invalid []store.QueueMessage
+		p.delivered(msgs, byID, failedIDs)
+		if len(failed) == 0 {
+			return nil
+		}
+		var again, invalid, gaveUpOn []store.QueueMessage
 		warnOrderHazard(log, msgs, failedIDs)
 		for _, m := range msgs {
 			f, ok := failedIDs[m.ID]
@@ -207,7 +216,7 @@ func (p *Publisher) send(ctx context.Context, log *zap.Logger, shardID, sub stri
 				invalid = append(invalid, m)
 			case !store.ServiceFaultCode(f.Code):
 				if ownEntry[m.ID]++; ownEntry[m.ID] >= maxEntryAttempts {
-					invalid = append(invalid, m)
+					gaveUpOn = append(gaveUpOn, m)
 					continue
 				}
 				again = append(again, m)
@@ -215,9 +224,15 @@ func (p *Publisher) send(ctx context.Context, log *zap.Logger, shardID, sub stri
 				again = append(again, m)
 			}
 		}
-		if len(invalid) > 0 {
-			f := failedIDs[invalid[0].ID]
-			if err := p.setAside(ctx, shardID, invalid, byID, "SQS refused the message: "+f.Code+": "+f.Message+reasonRedrive); err != nil {
+		for _, aside := range []struct {
+			class string
+			msgs  []store.QueueMessage
+		}{{metrics.ReasonRejected, invalid}, {metrics.ReasonGaveUp, gaveUpOn}} {
+			if len(aside.msgs) == 0 {
+				continue
+			}
+			f := failedIDs[aside.msgs[0].ID]
+			if err := p.setAside(ctx, shardID, aside.msgs, byID, aside.class, "SQS refused the message: "+f.Code+": "+f.Message+reasonRedrive); err != nil {
 				return err
 			}
 		}
@@ -247,11 +262,23 @@ func warnOrderHazard(log *zap.Logger, msgs []store.QueueMessage, failed map[stri
 	}
 }
 
-// setAside dead-letters the events behind msgs with reason.
-func (p *Publisher) setAside(ctx context.Context, shardID string, msgs []store.QueueMessage, byID map[string]pendingEvent, reason string) error {
+// delivered counts the messages of msgs SQS accepted (those not in
+// failed), timing each from its event's arrival in Kinesis.
+func (p *Publisher) delivered(msgs []store.QueueMessage, byID map[string]pendingEvent, failed map[string]store.BatchFailure) {
+	now := time.Now()
+	for _, m := range msgs {
+		if _, ok := failed[m.ID]; !ok {
+			p.rec.Delivered(byID[m.ID].event.Arrived, now)
+		}
+	}
+}
+
+// setAside dead-letters the events behind msgs with reason, of reason
+// class class.
+func (p *Publisher) setAside(ctx context.Context, shardID string, msgs []store.QueueMessage, byID map[string]pendingEvent, class, reason string) error {
 	for _, m := range msgs {
 		pe := byID[m.ID]
-		if err := p.dead.putEvent(ctx, pe.event, shardID, pe.seq, []byte(m.Body), reason); err != nil {
+		if err := p.dead.putEvent(ctx, pe.event, shardID, pe.seq, []byte(m.Body), class, reason); err != nil {
 			return err
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/fanout/fanout/event"
+	"github.com/fanout/fanout/metrics"
 	"github.com/fanout/fanout/store"
 )
 
@@ -52,7 +53,7 @@ func (a *Aggregator) dropRepeats(ctx context.Context, shardID string, batch []fa
 		if gaveUp(err) {
 			f.dropped[r.ev] = true     // each goroutine writes its own element
 			data, _ := json.Marshal(e) // cannot fail: the event was parsed from JSON
-			return a.dead.putLetter(ctx, a.dead.letter([]string{shardID, f.seq, strconv.Itoa(r.ev)}, shardID, f.seq,
+			return a.dead.putLetter(ctx, reasonClass(err), a.dead.letter([]string{shardID, f.seq, strconv.Itoa(r.ev)}, shardID, f.seq,
 				"cannot check whether eventId "+e.EventID+" was seen before: "+err.Error(), data))
 		}
 		if err != nil {
@@ -73,6 +74,7 @@ func position(shardID, seq string, index int) store.EventPosition {
 // logRepeat logs a dropped copy e at pos of the event first delivered from
 // firstPos. Operators count these lines: keep the message stable.
 func (a *Aggregator) logRepeat(e event.Event, pos, firstPos store.EventPosition, sameContent bool) {
+	a.rec.DuplicateDropped(metrics.StageAggregator)
 	log := a.log.Info
 	if !sameContent {
 		log = a.log.Warn // not a retry: the producer reused an id

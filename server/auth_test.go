@@ -192,7 +192,7 @@ func TestSubscribeRacingANarrowedPolicy(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, Config{}, "p", "l")
 	agents := &narrowingAgents{recordingAgents: f.agents}
-	h := New(Config{}, agents, f.subs, f.pub, f.ready, zap.NewNop())
+	h := New(Config{}, Deps{Agents: agents, Subscriptions: f.subs, Events: f.pub, Ready: f.ready, DeadLetters: f.store, Redriver: refusingRedriver{}}, zap.NewNop())
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest("PUT", "/agents/l/subscriptions/p", nil))
 	checkErrorContains(t, rec, 403, "producer p")

@@ -87,7 +87,7 @@ func (h *api) listDeadLetters(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	page, next, err := h.cfg.DeadLetters.ListDeadLetters(r.Context(), q)
+	page, next, err := h.dead.ListDeadLetters(r.Context(), q)
 	if errors.Is(err, store.ErrBadCursor) {
 		h.writeError(w, r, badRequest("cursor is not one this listing returned; start again without it"))
 		return
@@ -120,7 +120,7 @@ func deadLetterID(r *http.Request) string {
 // admins and to the subscriber it is for.
 func (h *api) getDeadLetter(w http.ResponseWriter, r *http.Request) {
 	id := deadLetterID(r)
-	d, err := h.cfg.DeadLetters.DeadLetter(r.Context(), id)
+	d, err := h.dead.DeadLetter(r.Context(), id)
 	if errors.Is(err, store.ErrNotFound) {
 		h.writeError(w, r, &apiError{status: http.StatusNotFound, msg: fmt.Sprintf("dead letter %q not found; list them with GET /deadletters", id), cause: err})
 		return
@@ -153,7 +153,7 @@ func (h *api) redriveDeadLetter(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := deadLetterID(r)
-	d, err := h.cfg.Redriver.Redrive(r.Context(), id)
+	d, err := h.redriver.Redrive(r.Context(), id)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		h.writeError(w, r, &apiError{status: http.StatusNotFound, msg: fmt.Sprintf("dead letter %q not found; list them with GET /deadletters", id), cause: err})
@@ -174,7 +174,7 @@ func (h *api) deleteDeadLetter(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := deadLetterID(r)
-	if err := h.cfg.DeadLetters.DeleteDeadLetter(r.Context(), id); err != nil {
+	if err := h.dead.DeleteDeadLetter(r.Context(), id); err != nil {
 		h.writeError(w, r, fmt.Errorf("delete dead letter %s: %w", id, err), zap.String("dead_letter_id", id))
 		return
 	}

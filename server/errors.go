@@ -80,29 +80,29 @@ type errorBody struct {
 //
 // Every 503 carries Retry-After. Failures that are not the caller's are
 // logged here, once, with fields (agent_id, producer_id) naming what was
-// involved; handlers do not log them again.
-func (h *api) writeError(w http.ResponseWriter, r *http.Request, err error, fields ...zap.Field) {
+// involved; handlers do not log them again. It returns the status written.
+func (h *api) writeError(w http.ResponseWriter, r *http.Request, err error, fields ...zap.Field) int {
 	if ae, ok := errors.AsType[*apiError](err); ok {
 		if ae.status == http.StatusServiceUnavailable {
 			h.setRetryAfter(w)
 		}
 		writeJSON(w, ae.status, errorBody{ae.msg})
-		return
+		return ae.status
 	}
 	if errors.Is(err, store.ErrNotFound) {
 		writeJSON(w, http.StatusNotFound, errorBody{"not found"})
-		return
+		return http.StatusNotFound
 	}
 	if pe, ok := errors.AsType[*store.PrincipalError](err); ok {
 		writeJSON(w, http.StatusBadRequest, errorBody{pe.Msg})
-		return
+		return http.StatusBadRequest
 	}
 	if errors.Is(err, event.ErrTooLarge) {
 		// postEvents checks sizes before publishing, so this means its
 		// limit and the pipeline's have drifted apart.
 		h.log.Warn("event passed the size check but the pipeline refused it", append(fields, requestIDField(r.Context()), zap.Error(err))...)
 		writeJSON(w, http.StatusRequestEntityTooLarge, errorBody{"an event does not fit in a Kinesis record; make data smaller"})
-		return
+		return http.StatusRequestEntityTooLarge
 	}
 
 	msg := "service unavailable, retry later"
@@ -120,6 +120,7 @@ func (h *api) writeError(w http.ResponseWriter, r *http.Request, err error, fiel
 	}
 	h.setRetryAfter(w)
 	writeJSON(w, http.StatusServiceUnavailable, errorBody{msg})
+	return http.StatusServiceUnavailable
 }
 
 func (h *api) setRetryAfter(w http.ResponseWriter) {

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/fanout/fanout/event"
+	"github.com/fanout/fanout/metrics"
 	"github.com/fanout/fanout/store"
 )
 
@@ -56,19 +57,50 @@ type eventsAccepted struct {
 // a 503 or a lost answer should set eventIds itself: the first attempt may
 // have landed, and only a repeated eventId lets delivery drop the copy.
 func (h *api) postEvents(w http.ResponseWriter, r *http.Request) {
+	n, status := h.acceptEvents(w, r)
+	h.cfg.Metrics.EventsPosted(postOutcome(status), n)
+}
+
+// postOutcome is the metrics outcome of a POST /events answered status.
+func postOutcome(status int) string {
+	switch {
+	case status == http.StatusAccepted:
+		return metrics.OutcomeAccepted
+	case status == http.StatusNotFound:
+		return metrics.OutcomeUnknownProducer
+	case status == http.StatusRequestEntityTooLarge:
+		return metrics.OutcomeTooLarge
+	case status == http.StatusUnauthorized, status == http.StatusForbidden:
+		return metrics.OutcomeForbidden
+	case status >= 500:
+		return metrics.OutcomeUnavailable
+	}
+	return metrics.OutcomeInvalid
+}
+
+// countEvents is how many events a rejected body holds: the length of an
+// array, else one.
+func countEvents(body []byte) int {
+	var raws []json.RawMessage
+	if err := json.Unmarshal(body, &raws); err == nil && len(raws) > 0 {
+		return len(raws)
+	}
+	return 1
+}
+
+// acceptEvents answers POST /events and returns how many events the
+// request held and the status it answered.
+func (h *api) acceptEvents(w http.ResponseWriter, r *http.Request) (int, int) {
 	body, err := readBody(w, r, maxEventsBodyBytes)
 	if err != nil {
-		h.writeError(w, r, err)
-		return
+		return 1, h.writeError(w, r, err)
 	}
 	events, err := parseEvents(body, time.Now())
 	if err != nil {
-		h.writeError(w, r, err)
-		return
+		return countEvents(body), h.writeError(w, r, err)
 	}
 	if err := h.checkProducers(r.Context(), events); err != nil {
-		h.writeError(w, r, err)
-		return
+		return len(events), h.writeError(w, r, err)
 	}
 
 	// Once publishing starts, a client hanging up must not cut it short: a
@@ -85,14 +117,14 @@ func (h *api) postEvents(w http.ResponseWriter, r *http.Request) {
 		err = fmt.Errorf("publisher returned %d receipts for %d events", len(receipts), len(events))
 	}
 	if err != nil {
-		h.writeError(w, r, fmt.Errorf("publish %d events: %w", len(events), err), publishFields(events)...)
-		return
+		return len(events), h.writeError(w, r, fmt.Errorf("publish %d events: %w", len(events), err), publishFields(events)...)
 	}
 	out := eventsAccepted{Events: make([]event.Receipt, len(events))}
 	for i, rc := range receipts {
 		out.Events[i] = event.Receipt{EventID: events[i].EventID, ShardID: rc.ShardID, SequenceNumber: rc.SequenceNumber}
 	}
 	writeJSON(w, http.StatusAccepted, out)
+	return len(events), http.StatusAccepted
 }
 
 // parseEvents decodes and validates the body of POST /events, filling in

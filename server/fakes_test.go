@@ -203,7 +203,7 @@ func newFixture(t *testing.T, cfg Config, agentIDs ...string) *fixture {
 	st := memstore.New(clock)
 	f := &fixture{store: st, agents: newRecordingAgents(st, agentIDs...), subs: &recordingSubs{Store: st},
 		pub: &fakePublisher{}, ready: &fakeReadiness{}, logs: logs}
-	f.h = New(cfg, f.agents, f.subs, f.pub, f.ready, zap.New(core))
+	f.h = New(cfg, Deps{Agents: f.agents, Subscriptions: f.subs, Events: f.pub, Ready: f.ready, DeadLetters: st, Redriver: refusingRedriver{}}, zap.New(core))
 	return f
 }
 
@@ -217,6 +217,9 @@ func (f *fixture) do(t *testing.T, method, path, contentType string, body io.Rea
 	}
 	rec := httptest.NewRecorder()
 	f.h.ServeHTTP(rec, req)
+	if err := apiDoc(t).Check(req, rec.Code, rec.Header(), rec.Body.Bytes()); err != nil {
+		t.Errorf("answer not in the OpenAPI document: %v", err)
+	}
 	return rec
 }
 
@@ -262,4 +265,12 @@ func checkErrorContains(t *testing.T, rec *httptest.ResponseRecorder, status int
 			t.Errorf("error %q does not contain %q", msg, p)
 		}
 	}
+}
+
+// refusingRedriver redrives nothing: the server's tests of the dead-letter
+// routes run end to end (app), where the real Redriver is wired.
+type refusingRedriver struct{}
+
+func (refusingRedriver) Redrive(context.Context, string) (store.DeadLetter, error) {
+	return store.DeadLetter{}, store.ErrNotFound
 }

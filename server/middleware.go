@@ -66,6 +66,34 @@ func (h *api) logRequests(next http.Handler) http.Handler {
 	})
 }
 
+// unmatchedRoute is the route label of requests that match no route, so
+// that probes of random paths cannot grow the metrics.
+const unmatchedRoute = "unmatched"
+
+// countRequests records every answered request in the metrics by method,
+// route pattern (never the path: it holds agent ids) and status.
+func (h *api) countRequests(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		ww, ok := w.(middleware.WrapResponseWriter)
+		if !ok {
+			ww = middleware.NewWrapResponseWriter(w, r.ProtoMajor)
+		}
+		defer func() {
+			status := ww.Status()
+			if status == 0 {
+				status = http.StatusOK
+			}
+			route := chi.RouteContext(r.Context()).RoutePattern()
+			if route == "" {
+				route = unmatchedRoute
+			}
+			h.cfg.Metrics.HTTPRequest(r.Method, route, status, time.Since(start))
+		}()
+		next.ServeHTTP(ww, r)
+	})
+}
+
 // recoverPanics turns a panic in a handler into a logged 500 (when nothing
 // has been written yet), so that one bad request cannot kill the process.
 // http.ErrAbortHandler is passed on: it is net/http's way to abort a reply.

@@ -141,7 +141,7 @@ func (h *api) postReplay(w http.ResponseWriter, r *http.Request) {
 	}
 	rep := store.Replay{SubscriberID: listenerID, ID: uuid.NewString(), From: from, To: to, ProducerID: in.ProducerID,
 		CreatedAt: now.UTC().Truncate(time.Millisecond)}
-	if err := h.cfg.Replays.CreateReplay(r.Context(), rep); err != nil {
+	if err := h.replays.CreateReplay(r.Context(), rep); err != nil {
 		h.writeError(w, r, fmt.Errorf("create replay of %s: %w", listenerID, err), fields...)
 		return
 	}
@@ -153,7 +153,7 @@ func (h *api) postReplay(w http.ResponseWriter, r *http.Request) {
 // progress and errors.
 func (h *api) getReplay(w http.ResponseWriter, r *http.Request) {
 	h.replayAction(w, r, "read its replays", func(ctx context.Context, listenerID, id string) (store.Replay, error) {
-		return h.cfg.Replays.Replay(ctx, listenerID, id)
+		return h.replays.Replay(ctx, listenerID, id)
 	})
 }
 
@@ -163,7 +163,7 @@ func (h *api) getReplay(w http.ResponseWriter, r *http.Request) {
 // still arrive.
 func (h *api) cancelReplay(w http.ResponseWriter, r *http.Request) {
 	h.replayAction(w, r, "cancel its replays", func(ctx context.Context, listenerID, id string) (store.Replay, error) {
-		return h.cfg.Replays.CancelReplay(ctx, listenerID, id, time.Now())
+		return h.replays.CancelReplay(ctx, listenerID, id, time.Now())
 	})
 }
 

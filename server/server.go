@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/fanout/fanout/event"
+	"github.com/fanout/fanout/metrics"
 	"github.com/fanout/fanout/store"
 )
 
@@ -44,13 +45,9 @@ type Config struct {
 	// RetryAfter is what 503 answers put in their Retry-After header
 	// (rounded up to whole seconds).
 	RetryAfter time.Duration
-	// DeadLetters and Redriver serve /deadletters; without both the
-	// routes are not there.
-	DeadLetters deadLetters
-	Redriver    redriver
-	// Replays serves /agents/{listenerId}/replays; without it the routes
-	// are not there.
-	Replays replays
+	// Metrics records requests and posted events, and is served at
+	// GET /metrics; nil records nothing and serves an empty registry.
+	Metrics *metrics.Metrics
 }
 
 func (c Config) withDefaults() Config {
@@ -111,22 +108,40 @@ type readiness interface {
 // api holds the handlers' dependencies. Its methods are safe for
 // concurrent use as long as the dependencies are.
 type api struct {
-	cfg    Config
-	auth   Auth
-	agents agents
-	subs   subscriptions
-	pub    publisher
-	ready  readiness
-	log    *zap.Logger
+	cfg      Config
+	auth     Auth
+	agents   agents
+	subs     subscriptions
+	pub      publisher
+	ready    readiness
+	dead     deadLetters
+	redriver redriver
+	replays  replays
+	log      *zap.Logger
 }
 
-// New returns the HTTP API of fanout (see the routes below and the README's API section).
-// Every answer is JSON; every error body is {"error": "..."}. The handler is
-// safe for concurrent use; it keeps no state between requests.
-func New(cfg Config, a agents, s subscriptions, p publisher, r readiness, log *zap.Logger) http.Handler {
-	h := &api{cfg: cfg.withDefaults(), auth: cfg.Auth, agents: a, subs: s, pub: p, ready: r, log: log}
+// Deps is what the API drives. *store.Store serves Agents, Subscriptions
+// and DeadLetters; *pipeline.Ingest Events; *pipeline.Redriver Redriver;
+// the app Ready. Named, so that no two can be swapped.
+type Deps struct {
+	Agents        agents
+	Subscriptions subscriptions
+	Events        publisher
+	Ready         readiness
+	DeadLetters   deadLetters
+	Redriver      redriver
+	Replays       replays
+}
+
+// New returns the HTTP API of fanout (see the routes below, the README's
+// API section and server/openapi.json). Every answer is JSON; every error
+// body is {"error": "..."}. The handler is safe for concurrent use; it
+// keeps no state between requests.
+func New(cfg Config, deps Deps, log *zap.Logger) http.Handler {
+	h := &api{cfg: cfg.withDefaults(), auth: cfg.Auth, agents: deps.Agents, subs: deps.Subscriptions, pub: deps.Events,
+		ready: deps.Ready, dead: deps.DeadLetters, redriver: deps.Redriver, replays: deps.Replays, log: log}
 	mux := chi.NewRouter()
-	mux.Use(withRequestID, h.logRequests, h.recoverPanics, h.withTimeout)
+	mux.Use(withRequestID, h.logRequests, h.countRequests, h.recoverPanics, h.withTimeout)
 	mux.NotFound(h.notFound)
 	mux.MethodNotAllowed(h.methodNotAllowed(mux))
 
@@ -142,17 +157,21 @@ func New(cfg Config, a agents, s subscriptions, p publisher, r readiness, log *z
 		mux.Get("/agents/{producerId}/subscribers-policy", h.getPolicy)
 		mux.Put("/agents/{producerId}/subscribers-policy", h.putPolicy)
 		mux.Post("/events", h.postEvents)
-		if cfg.Replays != nil {
-			mux.Post("/agents/{listenerId}/replays", h.postReplay)
-			mux.Get("/agents/{listenerId}/replays/{replayId}", h.getReplay)
-			mux.Delete("/agents/{listenerId}/replays/{replayId}", h.cancelReplay)
-		}
-		if cfg.DeadLetters != nil && cfg.Redriver != nil {
-			mux.Get("/deadletters", h.listDeadLetters)
-			mux.Get("/deadletters/{id}", h.getDeadLetter)
-			mux.Post("/deadletters/{id}/redrive", h.redriveDeadLetter)
-			mux.Delete("/deadletters/{id}", h.deleteDeadLetter)
-		}
+		mux.Post("/agents/{listenerId}/replays", h.postReplay)
+		mux.Get("/agents/{listenerId}/replays/{replayId}", h.getReplay)
+		mux.Delete("/agents/{listenerId}/replays/{replayId}", h.cancelReplay)
+		mux.Get("/deadletters", h.listDeadLetters)
+		mux.Get("/deadletters/{id}", h.getDeadLetter)
+		mux.Post("/deadletters/{id}/redrive", h.redriveDeadLetter)
+		mux.Delete("/deadletters/{id}", h.deleteDeadLetter)
 	})
+	// Open like /healthz: scrapers and API tools carry no token, and
+	// neither answer holds an id or a secret.
+	mux.Method(http.MethodGet, "/metrics", h.cfg.Metrics.Handler())
+	mux.Get("/openapi.json", serveOpenAPI)
+
+	for _, op := range documentedOperations() {
+		h.cfg.Metrics.HTTPRoute(op.method, op.path, op.statuses)
+	}
 	return mux
 }

@@ -55,16 +55,27 @@ func (s *Store) Agent(ctx context.Context, id string) (Agent, error) {
 // full the cache starts over.
 const agentCacheSize = 100_000
 
+// CacheRecorder counts a cache's lookups. metrics.CacheRecorder
+// satisfies it. Lookup must be safe for concurrent use.
+type CacheRecorder interface {
+	Lookup(hit bool)
+}
+
 // agentCache remembers found agents. Safe for concurrent use.
 type agentCache struct {
 	mu     sync.RWMutex
 	agents map[string]Agent
+	// rec, when set, counts get's hits and misses.
+	rec CacheRecorder
 }
 
 func (c *agentCache) get(id string) (Agent, bool) {
 	c.mu.RLock()
-	defer c.mu.RUnlock()
 	a, ok := c.agents[id]
+	c.mu.RUnlock()
+	if c.rec != nil {
+		c.rec.Lookup(ok)
+	}
 	return a, ok
 }
 

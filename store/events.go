@@ -44,6 +44,9 @@ func (s *Store) PutEvent(ctx context.Context, e SubscriberEvent) (created bool, 
 		attrIndex:          attrN(int64(e.Index)),
 		attrExpiresAt:      attrN(s.now().Add(eventTTL).Unix()),
 	}
+	if !e.Arrived.IsZero() {
+		item[attrArrivedAt] = attrN(e.Arrived.UnixMilli())
+	}
 	if err := checkItem(item, attrSubscriberID, attrEventSortKey); err != nil {
 		return false, fmt.Errorf("put event %s of producer %s for subscriber %s: %w", e.EventID, e.AgentID, e.SubscriberID, err)
 	}
@@ -99,6 +102,13 @@ func DecodeEventImage(image []byte) (SubscriberEvent, error) {
 		if err := json.Unmarshal(raw, f.dst); err != nil {
 			errs = append(errs, fmt.Errorf("attribute %s: %w", f.name, err))
 		}
+	}
+	if raw, ok := m[attrArrivedAt]; ok {
+		var ms int64
+		if err := json.Unmarshal(raw, &ms); err != nil {
+			errs = append(errs, fmt.Errorf("attribute %s: %w", attrArrivedAt, err))
+		}
+		e.Arrived = time.UnixMilli(ms).UTC()
 	}
 	if err := errors.Join(errs...); err != nil {
 		return SubscriberEvent{}, fmt.Errorf("decode event image (event %s, subscriber %s): %w", e.EventID, e.SubscriberID, err)

@@ -131,6 +131,10 @@ type SubscriberEvent struct {
 	// ordered run of one producer's events): with Seq, the producer's
 	// order among events of one millisecond, which replays restore.
 	Index int
+	// Arrived is when the source record reached Kinesis (its acceptance),
+	// to the millisecond; zero when unknown (items written before fanout
+	// kept it). The publisher times deliveries from it.
+	Arrived time.Time
 }
 
 // DeadLetter is a record set aside because it cannot be processed.
@@ -204,3 +208,7 @@ type Store struct {
 func New(db *dynamodb.Client, q *sqs.Client, tables Tables, account Account) *Store {
 	return &Store{db: db, sqs: q, tables: tables, account: account, known: &agentCache{}, now: time.Now}
 }
+
+// CountAgentCache makes s count the hits and misses of its agent cache in
+// rec. Call it before s is used.
+func (s *Store) CountAgentCache(rec CacheRecorder) { s.known.rec = rec }

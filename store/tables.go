@@ -53,6 +53,9 @@ const (
 	attrCreatedAt = "createdAt"
 	attrShardID   = "shardId"
 	attrSeq       = "seq"
+	// attrArrivedAt is when an event's record reached Kinesis, in Unix
+	// milliseconds.
+	attrArrivedAt = "arrivedAt"
 
 	// attrLeaseKey is the key of a KCL lease table: the attribute
 	// vmware-go-kcl-v2's DynamoCheckpoint reads and writes.
