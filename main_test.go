@@ -89,7 +89,7 @@ func TestBinary(t *testing.T) {
 			"table " + n + "-agents (FANOUT_AGENTS_TABLE)", "table " + n + "-subscribers (FANOUT_SUBSCRIBERS_TABLE)",
 			"table " + n + "-subscriber-events (FANOUT_SUBSCRIBER_EVENTS_TABLE)", "table " + n + "-dead-letters (FANOUT_DEAD_LETTERS_TABLE)",
 			"table " + n + "-event-ids (FANOUT_EVENT_IDS_TABLE)", "table " + n + "-aggregator (FANOUT_AGGREGATOR_LEASE_TABLE)",
-			"table " + n + "-publisher (FANOUT_PUBLISHER_LEASE_TABLE)", "stream " + n + "-events (FANOUT_STREAM)",
+			"table " + n + "-publisher (FANOUT_PUBLISHER_LEASE_TABLE)", "table " + n + "-replays (FANOUT_REPLAYS_TABLE)", "stream " + n + "-events (FANOUT_STREAM)",
 		} {
 			if !strings.Contains(msg, want) {
 				t.Errorf("error %q does not name %s", msg, want)
@@ -295,6 +295,7 @@ func resourceEnv(n string) []string {
 		"FANOUT_SUBSCRIBER_EVENTS_TABLE=" + n + "-subscriber-events",
 		"FANOUT_DEAD_LETTERS_TABLE=" + n + "-dead-letters",
 		"FANOUT_EVENT_IDS_TABLE=" + n + "-event-ids",
+		"FANOUT_REPLAYS_TABLE=" + n + "-replays",
 		"FANOUT_AGGREGATOR_LEASE_TABLE=" + n + "-aggregator",
 		"FANOUT_PUBLISHER_LEASE_TABLE=" + n + "-publisher",
 	}

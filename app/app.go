@@ -37,7 +37,8 @@ import (
 	"github.com/fanout/fanout/store"
 )
 
-// App is one running fanout task: the HTTP API and both KCL workers.
+// App is one running fanout task: the HTTP API, both KCL workers and the
+// replayer.
 type App struct {
 	cfg        Config
 	log        *zap.Logger
@@ -45,6 +46,7 @@ type App struct {
 	handler    http.Handler
 	aggregator *kcl.Worker
 	publisher  *kcl.Worker
+	replayer   *pipeline.Replayer
 	calls      *CallCounter
 	metrics    *metrics.Metrics
 	// emfOut receives the EMF lines (stdout, which the task's log driver
@@ -82,6 +84,7 @@ func New(ctx context.Context, cfg Config, awsCfg aws.Config, log *zap.Logger) (*
 		SubscriberEvents: cfg.SubscriberEventsTable,
 		DeadLetters:      cfg.DeadLettersTable,
 		EventIDs:         cfg.EventIDsTable,
+		Replays:          cfg.ReplaysTable,
 	}, account)
 	st.CountAgentCache(m.Cache(metrics.CacheAgents))
 
@@ -123,6 +126,10 @@ func New(ctx context.Context, cfg Config, awsCfg aws.Config, log *zap.Logger) (*
 		Monitor: m.Worker(metrics.WorkerPublisher),
 	}, awsCfg, streams, ddb, pub, log)
 
+	a.replayer = pipeline.NewReplayer(pipeline.ReplayerDeps{Replays: st, Agents: st, Queues: st}, pipeline.ReplayerConfig{
+		Owner: cfg.WorkerID, Rate: cfg.ReplayRate, PageItems: cfg.ReplayPageItems,
+	}, log)
+
 	ready := &readiness{
 		running: func() bool { return a.aggregator.Running() && a.publisher.Running() },
 		check: func(ctx context.Context) error {
@@ -131,12 +138,12 @@ func New(ctx context.Context, cfg Config, awsCfg aws.Config, log *zap.Logger) (*
 			}
 			return pipeline.PingStream(ctx, kc, cfg.Stream)
 		},
-		workers: map[string]stuckReporter{"aggregator": agg, "publisher": pub},
+		workers: map[string]stuckReporter{"aggregator": agg, "publisher": pub, "replayer": a.replayer},
 	}
 	ingest := pipeline.NewIngest(kc, cfg.Stream)
 	redriver := pipeline.NewRedriver(pipeline.RedriverDeps{DeadLetters: st, Agents: st, Queues: st, Ingest: ingest})
 	a.handler = server.New(server.Config{Auth: authn, Metrics: m}, server.Deps{
-		Agents: st, Subscriptions: st, Events: ingest, Ready: ready, DeadLetters: st, Redriver: redriver,
+		Agents: st, Subscriptions: st, Events: ingest, Ready: ready, DeadLetters: st, Redriver: redriver, Replays: st,
 	}, log)
 	return a, nil
 }
@@ -159,6 +166,9 @@ func (a *App) Run(ctx context.Context) error {
 	})
 	g.Go(func() error {
 		return a.publisher.Run(gctx, a.cfg.ShutdownTimeout)
+	})
+	g.Go(func() error {
+		return a.replayer.Run(gctx, a.cfg.ShutdownTimeout)
 	})
 	g.Go(func() error {
 		return server.Serve(gctx, a.ln, a.handler, a.cfg.ShutdownTimeout)

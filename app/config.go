@@ -19,6 +19,7 @@ const (
 	defaultSubscriberEventsTable = "fanout-subscriber-events"
 	defaultDeadLettersTable      = "fanout-dead-letters"
 	defaultEventIDsTable         = "fanout-event-ids"
+	defaultReplaysTable          = "fanout-replays"
 	defaultAggregatorLeaseTable  = "fanout-aggregator-leases"
 	defaultPublisherLeaseTable   = "fanout-publisher-leases"
 	// defaultStreamShards applies only when fanout creates the stream itself
@@ -40,6 +41,7 @@ type Config struct {
 	SubscriberEventsTable string
 	DeadLettersTable      string
 	EventIDsTable         string
+	ReplaysTable          string
 	AggregatorLeaseTable  string
 	PublisherLeaseTable   string
 	CreateResources       bool
@@ -59,6 +61,12 @@ type Config struct {
 	Audience string
 	// Admins are the principal ARNs that may act for any agent.
 	Admins []string
+	// ReplayRate (events/s per task) and ReplayPageItems (items per Query
+	// page) tune replays; zero takes pipeline's defaults (100/s, 1 MB
+	// pages). No variable sets them: tests slow replays down and cut
+	// pages small.
+	ReplayRate      float64
+	ReplayPageItems int32
 }
 
 // Variable documents one environment variable fanout reads.
@@ -79,6 +87,7 @@ func Variables() []Variable {
 		{"FANOUT_SUBSCRIBER_EVENTS_TABLE", defaultSubscriberEventsTable, "DynamoDB table of per-subscriber events (stream NEW_IMAGE, TTL)."},
 		{"FANOUT_DEAD_LETTERS_TABLE", defaultDeadLettersTable, "DynamoDB table where records that cannot be processed are set aside."},
 		{"FANOUT_EVENT_IDS_TABLE", defaultEventIDsTable, "DynamoDB table of producer-chosen eventIds seen in the last 24 h (TTL), so a repeated eventId is delivered to no one."},
+		{"FANOUT_REPLAYS_TABLE", defaultReplaysTable, "DynamoDB table of replays: each one's window, state, progress and the lease of the task running it."},
 		{"FANOUT_AGGREGATOR_LEASE_TABLE", defaultAggregatorLeaseTable, "KCL lease table (and application name) of the aggregator."},
 		{"FANOUT_PUBLISHER_LEASE_TABLE", defaultPublisherLeaseTable, "KCL lease table (and application name) of the publisher."},
 		{"FANOUT_CREATE_RESOURCES", "false", "true: create missing stream and tables at start and wait until active (local runs; production resources come from deploy/)."},
@@ -110,6 +119,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		SubscriberEventsTable: str("FANOUT_SUBSCRIBER_EVENTS_TABLE", defaultSubscriberEventsTable),
 		DeadLettersTable:      str("FANOUT_DEAD_LETTERS_TABLE", defaultDeadLettersTable),
 		EventIDsTable:         str("FANOUT_EVENT_IDS_TABLE", defaultEventIDsTable),
+		ReplaysTable:          str("FANOUT_REPLAYS_TABLE", defaultReplaysTable),
 		AggregatorLeaseTable:  str("FANOUT_AGGREGATOR_LEASE_TABLE", defaultAggregatorLeaseTable),
 		PublisherLeaseTable:   str("FANOUT_PUBLISHER_LEASE_TABLE", defaultPublisherLeaseTable),
 		StreamShards:          defaultStreamShards,
@@ -151,7 +161,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 	for _, n := range []struct{ v, name string }{
 		{c.AgentsTable, "FANOUT_AGENTS_TABLE"}, {c.SubscribersTable, "FANOUT_SUBSCRIBERS_TABLE"},
 		{c.SubscriberEventsTable, "FANOUT_SUBSCRIBER_EVENTS_TABLE"}, {c.DeadLettersTable, "FANOUT_DEAD_LETTERS_TABLE"},
-		{c.EventIDsTable, "FANOUT_EVENT_IDS_TABLE"},
+		{c.EventIDsTable, "FANOUT_EVENT_IDS_TABLE"}, {c.ReplaysTable, "FANOUT_REPLAYS_TABLE"},
 		{c.AggregatorLeaseTable, "FANOUT_AGGREGATOR_LEASE_TABLE"}, {c.PublisherLeaseTable, "FANOUT_PUBLISHER_LEASE_TABLE"},
 	} {
 		if other, dup := names[n.v]; dup {

@@ -136,6 +136,7 @@ func (e *env) startProcess(t *testing.T, bin string) *service {
 		"FANOUT_SUBSCRIBER_EVENTS_TABLE="+e.cfg.SubscriberEventsTable,
 		"FANOUT_DEAD_LETTERS_TABLE="+e.cfg.DeadLettersTable,
 		"FANOUT_EVENT_IDS_TABLE="+e.cfg.EventIDsTable,
+		"FANOUT_REPLAYS_TABLE="+e.cfg.ReplaysTable,
 		"FANOUT_AGGREGATOR_LEASE_TABLE="+e.cfg.AggregatorLeaseTable,
 		"FANOUT_PUBLISHER_LEASE_TABLE="+e.cfg.PublisherLeaseTable,
 		"FANOUT_AUTH="+e.cfg.Auth,

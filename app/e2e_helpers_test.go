@@ -74,6 +74,7 @@ func newEnv(t testing.TB) *env {
 	cfg.SubscriberEventsTable = n + "-subscriber-events"
 	cfg.DeadLettersTable = n + "-dead-letters"
 	cfg.EventIDsTable = n + "-event-ids"
+	cfg.ReplaysTable = n + "-replays"
 	cfg.AggregatorLeaseTable = n + "-aggregator"
 	cfg.PublisherLeaseTable = n + "-publisher"
 	cfg.CreateResources = true
@@ -89,7 +90,7 @@ func newEnv(t testing.TB) *env {
 		store: store.New(awstest.DynamoDB(t), awstest.SQS(t), store.Tables{
 			Agents: cfg.AgentsTable, Subscribers: cfg.SubscribersTable,
 			SubscriberEvents: cfg.SubscriberEventsTable, DeadLetters: cfg.DeadLettersTable,
-			EventIDs: cfg.EventIDsTable,
+			EventIDs: cfg.EventIDsTable, Replays: cfg.ReplaysTable,
 		}, store.Account{Partition: "aws", Region: "us-east-1", ID: "000000000000"}),
 	}
 }

@@ -57,7 +57,7 @@ func checkResources(ctx context.Context, cfg Config, st *store.Store, kc *kinesi
 	variable := map[string]string{
 		cfg.AgentsTable: "FANOUT_AGENTS_TABLE", cfg.SubscribersTable: "FANOUT_SUBSCRIBERS_TABLE",
 		cfg.SubscriberEventsTable: "FANOUT_SUBSCRIBER_EVENTS_TABLE", cfg.DeadLettersTable: "FANOUT_DEAD_LETTERS_TABLE",
-		cfg.EventIDsTable: "FANOUT_EVENT_IDS_TABLE", cfg.AggregatorLeaseTable: "FANOUT_AGGREGATOR_LEASE_TABLE",
+		cfg.EventIDsTable: "FANOUT_EVENT_IDS_TABLE", cfg.ReplaysTable: "FANOUT_REPLAYS_TABLE", cfg.AggregatorLeaseTable: "FANOUT_AGGREGATOR_LEASE_TABLE",
 		cfg.PublisherLeaseTable: "FANOUT_PUBLISHER_LEASE_TABLE",
 	}
 	var names []string

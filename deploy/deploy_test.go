@@ -212,6 +212,7 @@ var wantTables = map[string]struct {
 	"FANOUT_SUBSCRIBER_EVENTS_TABLE": {key: "subscriberId/timestamp", stream: "NEW_IMAGE", ttl: "expiresAt"},
 	"FANOUT_DEAD_LETTERS_TABLE":      {key: "id", indexes: []string{"all-index=listAll/listKey", "stage-index=stage/listKey", "producer-index=producerId/listKey", "subscriber-index=subscriberId/listKey"}},
 	"FANOUT_EVENT_IDS_TABLE":         {key: "producerId/eventId", ttl: "expiresAt"},
+	"FANOUT_REPLAYS_TABLE":           {key: "subscriberId/id", indexes: []string{"state-index=state/createdAt"}, ttl: "expiresAt"},
 	"FANOUT_AGGREGATOR_LEASE_TABLE":  {key: "ShardID"},
 	"FANOUT_PUBLISHER_LEASE_TABLE":   {key: "ShardID"},
 }

@@ -16,6 +16,11 @@ type Message struct {
 	Timestamp    string          `json:"timestamp"`
 	EventType    string          `json:"eventType"`
 	Data         json.RawMessage `json:"data"`
+	// Replayed and ReplayID mark a message re-delivered by a replay
+	// (POST /agents/{id}/replays); a live message has neither, so its
+	// body is the same as before replays existed.
+	Replayed bool   `json:"replayed,omitempty"`
+	ReplayID string `json:"replayId,omitempty"`
 }
 
 // NewMessage is the message subscriberID receives for e.
@@ -33,5 +38,15 @@ func NewMessage(e Event, subscriberID string) Message {
 // 128-character alphabet and keeps two producers' ids apart.
 func DeduplicationID(producerID, eventID string) string {
 	sum := sha256.Sum256([]byte(producerID + "\x00" + eventID))
+	return hex.EncodeToString(sum[:])
+}
+
+// ReplayDeduplicationID is the SQS MessageDeduplicationId of an event
+// re-delivered by replay replayID: not the live message's, so SQS does not
+// drop the replayed copy as a repeat of it, yet the same for every re-send
+// of that replay's copy (a task taking the replay over resends from its
+// last recorded position), which SQS drops within its five-minute window.
+func ReplayDeduplicationID(replayID, producerID, eventID string) string {
+	sum := sha256.Sum256([]byte("replay\x00" + replayID + "\x00" + producerID + "\x00" + eventID))
 	return hex.EncodeToString(sum[:])
 }

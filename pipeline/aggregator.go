@@ -184,7 +184,7 @@ func (a *Aggregator) Handle(ctx context.Context, shardID string, records []types
 				if _, ok := perSubscriber[s]; !ok {
 					order = append(order, s)
 				}
-				perSubscriber[s] = append(perSubscriber[s], store.SubscriberEvent{Event: e, SubscriberID: s, ShardID: shardID, Seq: f.seq, Arrived: f.arrived})
+				perSubscriber[s] = append(perSubscriber[s], store.SubscriberEvent{Event: e, SubscriberID: s, ShardID: shardID, Seq: f.seq, Index: i, Arrived: f.arrived})
 			}
 		}
 	}

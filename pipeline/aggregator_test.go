@@ -127,6 +127,7 @@ func TestAggregatorFansOut(t *testing.T) {
 		return store.SubscriberEvent{Event: event.Event{EventID: id, AgentID: producer, EventType: eventType, Timestamp: ts, Data: json.RawMessage(data)}, SubscriberID: sub, ShardID: "shardId-1", Seq: seq, Arrived: arrival}
 	}
 	generated := func(e store.SubscriberEvent) store.SubscriberEvent { e.GeneratedID = true; return e }
+	withIndex := func(e store.SubscriberEvent, i int) store.SubscriberEvent { e.Index = i; return e }
 	const ts = "2025-07-01T12:00:00.000Z"
 	got := f.events.written()
 	for _, sub := range subs {
@@ -136,7 +137,7 @@ func TestAggregatorFansOut(t *testing.T) {
 		}
 		want = append(want,
 			item(sub, "p2", "P", "exampleEvent", ts, `{"id":"p2"}`, "102"),
-			generated(item(sub, "shardId-1:102:1", "P", "exampleEvent", ts, `{"id":""}`, "102")),
+			generated(withIndex(item(sub, "shardId-1:102:1", "P", "exampleEvent", ts, `{"id":""}`, "102"), 1)),
 			generated(item(sub, "shardId-1:103", "P", "bare", "2025-07-01T12:00:01.000Z", `null`, "103")),
 		)
 		if !reflect.DeepEqual(got[sub], want) {

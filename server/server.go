@@ -116,6 +116,7 @@ type api struct {
 	ready    readiness
 	dead     deadLetters
 	redriver redriver
+	replays  replays
 	log      *zap.Logger
 }
 
@@ -129,6 +130,7 @@ type Deps struct {
 	Ready         readiness
 	DeadLetters   deadLetters
 	Redriver      redriver
+	Replays       replays
 }
 
 // New returns the HTTP API of fanout (see the routes below, the README's
@@ -137,7 +139,7 @@ type Deps struct {
 // keeps no state between requests.
 func New(cfg Config, deps Deps, log *zap.Logger) http.Handler {
 	h := &api{cfg: cfg.withDefaults(), auth: cfg.Auth, agents: deps.Agents, subs: deps.Subscriptions, pub: deps.Events,
-		ready: deps.Ready, dead: deps.DeadLetters, redriver: deps.Redriver, log: log}
+		ready: deps.Ready, dead: deps.DeadLetters, redriver: deps.Redriver, replays: deps.Replays, log: log}
 	mux := chi.NewRouter()
 	mux.Use(withRequestID, h.logRequests, h.countRequests, h.recoverPanics, h.withTimeout)
 	mux.NotFound(h.notFound)
@@ -155,6 +157,9 @@ func New(cfg Config, deps Deps, log *zap.Logger) http.Handler {
 		mux.Get("/agents/{producerId}/subscribers-policy", h.getPolicy)
 		mux.Put("/agents/{producerId}/subscribers-policy", h.putPolicy)
 		mux.Post("/events", h.postEvents)
+		mux.Post("/agents/{listenerId}/replays", h.postReplay)
+		mux.Get("/agents/{listenerId}/replays/{replayId}", h.getReplay)
+		mux.Delete("/agents/{listenerId}/replays/{replayId}", h.cancelReplay)
 		mux.Get("/deadletters", h.listDeadLetters)
 		mux.Get("/deadletters/{id}", h.getDeadLetter)
 		mux.Post("/deadletters/{id}/redrive", h.redriveDeadLetter)

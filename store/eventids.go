@@ -14,7 +14,8 @@ import (
 
 // Attributes of EventIDs that only this file writes.
 const (
-	// attrIndex is the event's index within its Kinesis record.
+	// attrIndex is the event's index within its Kinesis record (in
+	// SubscriberEvents too).
 	attrIndex = "idx"
 	// attrBodyHash identifies the event's content (eventType and data),
 	// so that a dropped copy can be told apart from a changed event.

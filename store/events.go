@@ -41,6 +41,7 @@ func (s *Store) PutEvent(ctx context.Context, e SubscriberEvent) (created bool, 
 		attrData:           attrS(string(e.Data)),
 		attrShardID:        attrS(e.ShardID),
 		attrSeq:            attrS(e.Seq),
+		attrIndex:          attrN(int64(e.Index)),
 		attrExpiresAt:      attrN(s.now().Add(eventTTL).Unix()),
 	}
 	if !e.Arrived.IsZero() {

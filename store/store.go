@@ -89,6 +89,8 @@ type Tables struct {
 	// EventIDs holds each producer-chosen eventId's first position for
 	// EventIDWindow (ClaimEventID).
 	EventIDs string
+	// Replays holds each replay's request, progress and lease.
+	Replays string
 }
 
 // Agent is a registered agent and its delivery queue.
@@ -125,6 +127,10 @@ type SubscriberEvent struct {
 	SubscriberID string
 	ShardID      string // Kinesis shard of the source record
 	Seq          string // Kinesis sequence number of the source record
+	// Index is the event's place in that record (a record holds an
+	// ordered run of one producer's events): with Seq, the producer's
+	// order among events of one millisecond, which replays restore.
+	Index int
 	// Arrived is when the source record reached Kinesis (its acceptance),
 	// to the millisecond; zero when unknown (items written before fanout
 	// kept it). The publisher times deliveries from it.

@@ -46,6 +46,7 @@ func newStoreWithoutTables(t *testing.T) *Store {
 		SubscriberEvents: awstest.Name(t, "subscriber-events"),
 		DeadLetters:      awstest.Name(t, "dead-letters"),
 		EventIDs:         awstest.Name(t, "event-ids"),
+		Replays:          awstest.Name(t, "replays"),
 	}, testAccount)
 	s.now = tickingClock()
 	return s

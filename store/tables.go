@@ -93,9 +93,9 @@ const (
 )
 
 // CreateTables creates each missing table (Agents, Subscribers,
-// SubscriberEvents, DeadLetters, EventIDs and every named KCL lease table),
-// all on-demand, waits until each is ACTIVE and enables TTL on
-// SubscriberEvents, Subscribers and EventIDs.
+// SubscriberEvents, DeadLetters, EventIDs, Replays and every named KCL
+// lease table), all on-demand, waits until each is ACTIVE and enables TTL
+// on SubscriberEvents, Subscribers, EventIDs and Replays.
 // A table that already exists, or that a concurrent caller creates first,
 // counts as created; its schema is not checked. It is idempotent and safe to
 // call from several processes at once. ctx bounds the whole wait.
@@ -121,7 +121,7 @@ func (s *Store) CreateTables(ctx context.Context, leaseTables ...string) error {
 			return fmt.Errorf("wait for table %s to be active: %w", aws.ToString(name), err)
 		}
 	}
-	for _, table := range []string{s.tables.SubscriberEvents, s.tables.Subscribers, s.tables.EventIDs} {
+	for _, table := range []string{s.tables.SubscriberEvents, s.tables.Subscribers, s.tables.EventIDs, s.tables.Replays} {
 		if err := s.enableTTL(ctx, table); err != nil {
 			return err
 		}
@@ -176,6 +176,16 @@ func (s *Store) tableDefinitions(leaseTables []string) []*dynamodb.CreateTableIn
 			TableName:            aws.String(s.tables.EventIDs),
 			KeySchema:            keySchema(attrProducerID, attrEventID),
 			AttributeDefinitions: stringAttributes(attrProducerID, attrEventID),
+		},
+		{
+			TableName:            aws.String(s.tables.Replays),
+			KeySchema:            keySchema(attrSubscriberID, attrID),
+			AttributeDefinitions: stringAttributes(attrSubscriberID, attrID, attrState, attrCreatedAt),
+			GlobalSecondaryIndexes: []types.GlobalSecondaryIndex{{
+				IndexName:  aws.String(indexReplaysState),
+				KeySchema:  keySchema(attrState, attrCreatedAt),
+				Projection: &types.Projection{ProjectionType: types.ProjectionTypeAll},
+			}},
 		},
 	}
 	for _, name := range leaseTables {

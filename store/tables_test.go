@@ -48,6 +48,7 @@ func TestCreateTables(t *testing.T) {
 		{s.tables.Subscribers, "producerId", "subscriberId", []index{{"subscriberId-index", "subscriberId", "producerId"}}, false},
 		{s.tables.SubscriberEvents, "subscriberId", "timestamp", nil, true},
 		{s.tables.DeadLetters, "id", "", []index{{"all-index", "listAll", "listKey"}, {"stage-index", "stage", "listKey"}, {"producer-index", "producerId", "listKey"}, {"subscriber-index", "subscriberId", "listKey"}}, false},
+		{s.tables.Replays, "subscriberId", "id", []index{{"state-index", "state", "createdAt"}}, false},
 		{lease, "ShardID", "", nil, false},
 	} {
 		out, err := db.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(tc.table)})
@@ -84,7 +85,7 @@ func TestCreateTables(t *testing.T) {
 		}
 	}
 
-	for _, table := range []string{s.tables.SubscriberEvents, s.tables.Subscribers} {
+	for _, table := range []string{s.tables.SubscriberEvents, s.tables.Subscribers, s.tables.Replays} {
 		ttl, err := db.DescribeTimeToLive(ctx, &dynamodb.DescribeTimeToLiveInput{TableName: aws.String(table)})
 		if err != nil {
 			t.Fatalf("DescribeTimeToLive: %v", err)

@@ -36,6 +36,7 @@ type Store struct {
 	queues        map[string]*queue              // by URL
 	eventIDs      map[[2]string]store.EventClaim // (producer, eventId) -> its holder; made on first use
 	policies      map[string][]string            // agent -> subscribers-policy; made on first use
+	replays       map[replayKey]*store.Replay    // made on first use
 }
 
 // New returns an empty Store whose clock is now (time.Now when nil). Like

@@ -32,6 +32,13 @@ type Store interface {
 	ClaimEventID(ctx context.Context, c store.EventClaim) (store.EventClaim, error)
 	SubscribersPolicy(ctx context.Context, id string) (allow []string, set bool, err error)
 	SetSubscribersPolicy(ctx context.Context, id string, allow []string) error
+	CreateReplay(ctx context.Context, r store.Replay) error
+	Replay(ctx context.Context, subscriber, id string) (store.Replay, error)
+	CancelReplay(ctx context.Context, subscriber, id string, at time.Time) (store.Replay, error)
+	RunningReplays(ctx context.Context) ([]store.Replay, error)
+	ClaimReplay(ctx context.Context, subscriber, id, owner string, until, now time.Time) (store.Replay, error)
+	SaveReplay(ctx context.Context, r store.Replay) error
+	ReplayEvents(ctx context.Context, q store.ReplayQuery) ([]store.LoggedEvent, string, error)
 }
 
 // Harness is an implementation under test.
@@ -86,6 +93,8 @@ func Run(t *testing.T, h Harness) {
 		{"ClaimEventIDConcurrently", testClaimEventIDConcurrently},
 		{"ClaimEventIDRejects", testClaimEventIDRejects},
 		{"SubscribersPolicy", testSubscribersPolicy},
+		{"ReplayLease", testReplayLease},
+		{"ReplayEventsPages", testReplayEventsPages},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
