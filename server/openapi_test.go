@@ -139,3 +139,21 @@ func scrape(t *testing.T, f *fixture) string {
 	checkStatus(t, rec, http.StatusOK)
 	return rec.Body.String()
 }
+
+// TestMetricsCountForbiddenEvents: events a caller may not publish (not
+// its own) count as forbidden, and none is published.
+func TestMetricsCountForbiddenEvents(t *testing.T) {
+	m := metrics.New()
+	f := newFixture(t, Config{Metrics: m, Auth: Auth{Verifier: tokenVerifier{}}}, "p", "l")
+	req := httptest.NewRequest("POST", "/events", strings.NewReader(`[{"agentId":"p","eventType":"t","data":1},{"agentId":"p","eventType":"t","data":2}]`))
+	req.Header.Set("Authorization", "Bearer arn:aws:sts::123456789012:assumed-role/l/s") // agent l, not producer p
+	rec := httptest.NewRecorder()
+	f.h.ServeHTTP(rec, req)
+	checkStatus(t, rec, 403)
+	if n := len(f.pub.published()); n != 0 {
+		t.Errorf("%d publishes for a caller that is not the producer, want none", n)
+	}
+	if after := scrape(t, f); !strings.Contains(after, `fanout_events_posted_total{outcome="forbidden"} 2`+"\n") {
+		t.Errorf("/metrics lacks fanout_events_posted_total{outcome=\"forbidden\"} 2")
+	}
+}
