@@ -37,6 +37,9 @@ type Agent struct {
 type Subscription struct {
 	ProducerID string `json:"producerId"`
 	CreatedAt  string `json:"createdAt"`
+	// Filter is the subscription's SNS-style filter policy; nil when it
+	// has none (every event).
+	Filter json.RawMessage `json:"filter,omitempty"`
 }
 
 // Ended is a subscription a narrowed subscribers-policy ended.
@@ -68,9 +71,17 @@ func (c *Client) Agent(ctx context.Context, id string) (Agent, error) {
 	return a, err
 }
 
-// Subscribe makes listener follow producer (idempotent).
+// Subscribe makes listener follow producer (idempotent), with no filter:
+// every event.
 func (c *Client) Subscribe(ctx context.Context, listener, producer string) error {
 	return c.do(ctx, http.MethodPut, subscriptionPath(listener, producer), nil, nil, http.StatusNoContent)
+}
+
+// SubscribeFiltered makes listener follow producer's events that pass
+// filter, an SNS-style filter policy on eventType and data fields (see
+// the README); a repeat replaces the filter.
+func (c *Client) SubscribeFiltered(ctx context.Context, listener, producer string, filter json.RawMessage) error {
+	return c.do(ctx, http.MethodPut, subscriptionPath(listener, producer), map[string]json.RawMessage{"filter": filter}, nil, http.StatusNoContent)
 }
 
 // Unsubscribe makes listener stop following producer (idempotent).
