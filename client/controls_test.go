@@ -20,7 +20,9 @@ import (
 
 type noEvents struct{}
 
-func (noEvents) Publish(context.Context, []event.Event) ([]event.Receipt, error) { return nil, event.ErrUnavailable }
+func (noEvents) Publish(context.Context, []event.Event) ([]event.Receipt, error) {
+	return nil, event.ErrUnavailable
+}
 
 type ready struct{}
 
