@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/aws/smithy-go"
 	"go.uber.org/zap"
 
 	"github.com/fanout/fanout/event"
@@ -230,6 +231,9 @@ var errReleased = errors.New("replay released")
 // millisecond, with the same deduplication ids.
 func (run *replayRun) loop(stop, work context.Context) error {
 	agent, err := run.agent(work)
+	if errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("subscriber agent %s does not exist: register it again (POST /agents with its resourceArn gives back its id and queue), then start a new replay from %s", run.rep.SubscriberID, run.resumeFrom())
+	}
 	if err != nil {
 		return run.failed(work, err, "finding its subscriber")
 	}
@@ -329,14 +333,15 @@ func producerOrder(a, b store.LoggedEvent) int {
 	return cmp.Compare(a.Index, b.Index)
 }
 
-// agent finds the replay's subscriber.
+// agent finds the replay's subscriber; the error wraps store.ErrNotFound
+// when there is none.
 func (run *replayRun) agent(ctx context.Context) (store.Agent, error) {
 	var a store.Agent
 	err := run.r.watch.retry(ctx, "replay", func() error {
 		var err error
 		a, err = run.r.agents.Agent(ctx, run.rep.SubscriberID)
 		if errors.Is(err, store.ErrNotFound) {
-			return fmt.Errorf("%w: subscriber agent %s does not exist", store.ErrRejected, run.rep.SubscriberID)
+			return fmt.Errorf("%w: %w", store.ErrRejected, err) // retrying will not bring it back
 		}
 		return err
 	}, "replay "+run.rep.ID+" look up subscriber "+run.rep.SubscriberID, zap.String("replay_id", run.rep.ID))
@@ -406,6 +411,10 @@ func (run *replayRun) send(ctx context.Context, agent store.Agent, events []stor
 			switch {
 			case !ok:
 				sent++
+			case store.ServiceFaultCode(f.Code):
+				// Throttling, KMS or SQS failing: retried, whatever
+				// SenderFault says (as the publisher does).
+				again = append(again, m)
 			case f.SenderFault:
 				run.skip(byID[m.ID], "SQS refused it: "+f.Code+": "+f.Message)
 			default:
@@ -413,7 +422,7 @@ func (run *replayRun) send(ctx context.Context, agent store.Agent, events []stor
 			}
 		}
 		if pending = again; len(pending) > 0 {
-			return fmt.Errorf("%d entries failed: %s: %s", len(pending), failedIDs[pending[0].ID].Code, failedIDs[pending[0].ID].Message)
+			return entriesFailed(pending, failedIDs)
 		}
 		return nil
 	}, "replay "+run.rep.ID+" send to subscriber "+run.rep.SubscriberID+" from event "+events[0].EventID,
@@ -428,6 +437,22 @@ func (run *replayRun) send(ctx context.Context, agent store.Agent, events []stor
 		return sent, nil
 	}
 	return sent, err
+}
+
+// entriesFailed is the error of a batch whose entries pending failed
+// without SQS refusing them: a service fault, which retry repeats for as
+// long as it takes, when SQS failed any of them for a reason of the
+// service's (throttling); otherwise the entries' own, given up after
+// maxEntryAttempts.
+func entriesFailed(pending []store.QueueMessage, failed map[string]store.BatchFailure) error {
+	f := failed[pending[0].ID]
+	for _, m := range pending {
+		if store.ServiceFaultCode(failed[m.ID].Code) {
+			f = failed[m.ID]
+			break
+		}
+	}
+	return fmt.Errorf("%d entries failed: %w", len(pending), &smithy.GenericAPIError{Code: f.Code, Message: f.Message})
 }
 
 // resumeFrom is where a new replay should start to go on where this one
@@ -500,6 +525,9 @@ func (run *replayRun) end(err error) {
 		return
 	}
 	run.log.Error("replay failed", zap.Error(err))
+	// Its end is final: what reached the queue counts as sent, whether
+	// or not the cursor passed it.
+	run.rep.Sent, run.pending = run.rep.Sent+run.pending, 0
 	run.rep.ErrorCount++
 	msg := err.Error()
 	if len(run.rep.Errors) >= store.MaxReplayErrors {

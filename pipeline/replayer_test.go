@@ -1,0 +1,476 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"go.uber.org/zap/zaptest"
+
+	"github.com/fanout/fanout/event"
+	"github.com/fanout/fanout/store"
+	"github.com/fanout/fanout/store/memstore"
+)
+
+// The Replayer's tests run it whole (Run: polling, claiming, pacing) over
+// memstore inside a synctest bubble, so its rates are measured on the
+// bubble's clock and its retries back off without taking real time. The
+// wrappers of store_test.go inject what the emulator cannot do.
+
+// replayFrom is where the tests' replay windows start; they end a minute
+// later.
+var replayFrom = time.Date(2025, 7, 1, 12, 0, 0, 0, time.UTC)
+
+// replayTestID is the id of the tests' replays.
+const replayTestID = "replay-1"
+
+// loggedEvent is the SubscriberEvents item of event id of producer for
+// sub, ms milliseconds into the window, from Kinesis record seq at place
+// index.
+func loggedEvent(sub, producer, id string, ms int, seq string, index int) store.SubscriberEvent {
+	return store.SubscriberEvent{
+		Event: event.Event{
+			EventID: id, AgentID: producer, EventType: "exampleEvent",
+			Timestamp: replayTimestamp(ms), Data: json.RawMessage(`{"id":"` + id + `"}`),
+		},
+		SubscriberID: sub, ShardID: "shardId-000000000001", Seq: seq, Index: index,
+	}
+}
+
+// replayTimestamp is the event timestamp ms milliseconds into the window.
+func replayTimestamp(ms int) string {
+	return replayFrom.Add(time.Duration(ms) * time.Millisecond).Format(event.TimeLayout)
+}
+
+// logEvents writes es into st's SubscriberEvents.
+func logEvents(t *testing.T, st *memstore.Store, es ...store.SubscriberEvent) {
+	t.Helper()
+	for _, e := range es {
+		if _, err := st.PutEvent(context.Background(), e); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// spacedEvents is n events of producer "p" for sub, one a millisecond,
+// with ids eventIDs("e-", n).
+func spacedEvents(sub string, n int) []store.SubscriberEvent {
+	out := make([]store.SubscriberEvent, n)
+	for i := range out {
+		out[i] = loggedEvent(sub, "p", fmt.Sprintf("e-%02d", i), i, fmt.Sprint(100+i), 0)
+	}
+	return out
+}
+
+// newReplay records replay replayTestID of sub's whole window.
+func newReplay(t *testing.T, st *memstore.Store, sub string) {
+	t.Helper()
+	if err := st.CreateReplay(context.Background(), store.Replay{SubscriberID: sub, ID: replayTestID, From: replayFrom, To: replayFrom.Add(time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// runReplayer runs a Replayer over deps until the test ends: it must be
+// called inside a synctest bubble. stop ends it and waits for Run to
+// return.
+func runReplayer(t *testing.T, deps ReplayerDeps, cfg ReplayerConfig) (stop func()) {
+	t.Helper()
+	if cfg.Owner == "" {
+		cfg.Owner = "task-a"
+	}
+	r := NewReplayer(deps, cfg, zaptest.NewLogger(t))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx, time.Second) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Run = %v, want nil", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// awaitReplay advances the bubble's clock until the replay of sub has
+// ended, and returns it; it fails t after ten minutes of that clock.
+func awaitReplay(t *testing.T, st *memstore.Store, sub string) store.Replay {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Minute)
+	for {
+		synctest.Wait()
+		rep, err := st.Replay(context.Background(), sub, replayTestID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.State != store.ReplayRunning {
+			return rep
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("replay of %s still running after 10 minutes: %+v", sub, rep)
+		}
+		time.Sleep(100 * time.Millisecond) // the bubble's clock: lets pacers and polls go on
+	}
+}
+
+// replayedIDs returns the eventIds the queue of sub holds, checking that
+// each is marked as a message of the test's replay, in its producer's
+// group, with the replay's deduplication id.
+func replayedIDs(t *testing.T, st *memstore.Store, sub string) []string {
+	t.Helper()
+	var ids []string
+	for _, m := range st.Messages(queueURL(sub)) {
+		var body event.Message
+		if err := json.Unmarshal([]byte(m.Body), &body); err != nil {
+			t.Fatalf("message body %.80s: %v", m.Body, err)
+		}
+		if !body.Replayed || body.ReplayID != replayTestID || body.SubscriberID != sub {
+			t.Errorf("message %s: replayed=%v replayId=%q subscriberId=%q; want replayed by %s for %s", body.EventID, body.Replayed, body.ReplayID, body.SubscriberID, replayTestID, sub)
+		}
+		if want := event.ReplayDeduplicationID(replayTestID, body.AgentID, body.EventID); m.GroupID != body.AgentID || m.DedupID != want {
+			t.Errorf("message %s: group %q, dedup id %q; want group %q (the producer), dedup id %q", body.EventID, m.GroupID, m.DedupID, body.AgentID, want)
+		}
+		ids = append(ids, body.EventID)
+	}
+	return ids
+}
+
+// pageReads is the store's ReplayEvents remembering when each page was
+// read and the events read so far, in log order.
+type pageReads struct {
+	*memstore.Store
+
+	mu     sync.Mutex
+	at     []time.Time
+	read   []store.LoggedEvent
+	readTo bool // a page said the window has no more
+}
+
+func (f *pageReads) ReplayEvents(ctx context.Context, q store.ReplayQuery) ([]store.LoggedEvent, string, error) {
+	events, next, err := f.Store.ReplayEvents(ctx, q)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.at = append(f.at, time.Now())
+	f.read = append(f.read, events...)
+	f.readTo = f.readTo || (err == nil && next == "")
+	return events, next, err
+}
+
+// lastRead returns the timestamp of the last event read, and whether the
+// whole window has been read.
+func (f *pageReads) lastRead() (string, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.read) == 0 {
+		return "", f.readTo
+	}
+	return f.read[len(f.read)-1].Timestamp, f.readTo
+}
+
+// events returns the events read so far, in log order.
+func (f *pageReads) events() []store.LoggedEvent {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.read)
+}
+
+// times returns when each page was read.
+func (f *pageReads) times() []time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.at)
+}
+
+// TestReplayerSendsEachMillisecondInPublishOrder: the log sorts events of
+// one millisecond by producer and event id; the replay sends them in the
+// order their producer published them (sequence number, of any length,
+// then place in the record), and sends none of a millisecond before it has
+// read the page that ends it.
+func TestReplayerSendsEachMillisecondInPublishOrder(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := newMemStore(nil, "s")
+		logEvents(t, st,
+			// Millisecond 1, log order w x y z (event ids), published z y x w.
+			loggedEvent("s", "p", "e-w", 1, "10", 0),
+			loggedEvent("s", "p", "e-x", 1, "9", 0),
+			loggedEvent("s", "p", "e-y", 1, "5", 1),
+			loggedEvent("s", "p", "e-z", 1, "5", 0),
+			loggedEvent("s", "q", "q-a", 1, "7", 0), // another producer: its own group
+			// Millisecond 2, log order a b, published b a.
+			loggedEvent("s", "p", "e-a", 2, "12", 0),
+			loggedEvent("s", "p", "e-b", 2, "11", 0),
+			loggedEvent("s", "p", "e-c", 3, "13", 0),
+		)
+		newReplay(t, st, "s")
+		reads := &pageReads{Store: st}
+		send := &recordingSender{Store: st, t: t, respond: func(n int, _ string, msgs []store.QueueMessage) ([]store.BatchFailure, error) {
+			last, all := reads.lastRead()
+			for _, id := range messageEventIDs(t, msgs) {
+				for _, e := range reads.events() {
+					if e.EventID == id && e.Timestamp >= last && !all {
+						t.Errorf("call %d sent %s of %s before the page after that millisecond was read", n, id, e.Timestamp)
+					}
+				}
+			}
+			return nil, nil
+		}}
+		// Pages of 2 items: millisecond 1 spans three pages.
+		runReplayer(t, ReplayerDeps{Replays: reads, Agents: st, Queues: send}, ReplayerConfig{PageItems: 2})
+
+		rep := awaitReplay(t, st, "s")
+		want := []string{"e-z", "e-y", "e-x", "e-w", "q-a", "e-b", "e-a", "e-c"}
+		if got := replayedIDs(t, st, "s"); !slices.Equal(got, want) {
+			t.Errorf("queue holds %v, want %v", got, want)
+		}
+		if rep.State != store.ReplayDone || rep.Sent != 8 || rep.Found != 8 || rep.ErrorCount != 0 || rep.LastTimestamp != replayTimestamp(3) {
+			t.Errorf("replay = %s, sent %d of %d, %d errors, last %s; want done, 8 of 8, 0 errors, last %s", rep.State, rep.Sent, rep.Found, rep.ErrorCount, rep.LastTimestamp, replayTimestamp(3))
+		}
+		if len(reads.times()) < 4 {
+			t.Errorf("%d pages read, want at least 4 of 2 items for 8 events", len(reads.times()))
+		}
+	})
+}
+
+// TestReplayerEntryFailures: an event SQS refuses is skipped and named in
+// the replay's errors, the others delivered in order; an entry SQS fails
+// for its own reasons (throttling) is resent until SQS takes it, however
+// many times that takes.
+func TestReplayerEntryFailures(t *testing.T) {
+	// fail fails the entry of event id, times times (-1: always), with
+	// code; with rest, the entries after it too (all one producer's), as
+	// SQS keeps a FIFO group's order.
+	fail := func(id, code string, senderFault, rest bool, times int) func(int, string, []store.QueueMessage) ([]store.BatchFailure, error) {
+		var mu sync.Mutex
+		failures := 0
+		return func(_ int, _ string, msgs []store.QueueMessage) ([]store.BatchFailure, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			var failed []store.BatchFailure
+			for i, id2 := range messageEventIDs(t, msgs) {
+				if (id2 == id && (times < 0 || failures < times)) || (rest && len(failed) > 0) {
+					failed = append(failed, store.BatchFailure{ID: msgs[i].ID, Code: code, Message: "entry failed", SenderFault: senderFault})
+				}
+			}
+			if len(failed) > 0 {
+				failures++
+			}
+			return failed, nil
+		}
+	}
+	all := eventIDs("e-", 5)
+	for _, tc := range []struct {
+		name      string
+		respond   func(int, string, []store.QueueMessage) ([]store.BatchFailure, error)
+		wantQueue []string
+		wantError string // in the replay's only error; "" for none
+	}{
+		{"refused", fail("e-02", "InvalidParameterValue", true, false, -1), []string{"e-00", "e-01", "e-03", "e-04"},
+			"event e-02 of producer p at " + replayTimestamp(2) + " not re-delivered: SQS refused it: InvalidParameterValue"},
+		// More throttles than maxEntryAttempts: they are the service's, not
+		// the entry's. (SQS may mark a KMS throttle as the sender's fault.)
+		{"throttled", fail("e-02", "ThrottlingException", false, true, 3*maxEntryAttempts), all, ""},
+		{"KMS throttled", fail("e-02", "KMSThrottlingException", true, true, 3), all, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				st := newMemStore(nil, "s")
+				logEvents(t, st, spacedEvents("s", 5)...)
+				newReplay(t, st, "s")
+				send := &recordingSender{Store: st, t: t, respond: tc.respond}
+				runReplayer(t, ReplayerDeps{Replays: st, Agents: st, Queues: send}, ReplayerConfig{})
+
+				rep := awaitReplay(t, st, "s")
+				if got := replayedIDs(t, st, "s"); !slices.Equal(got, tc.wantQueue) {
+					t.Errorf("queue holds %v, want %v", got, tc.wantQueue)
+				}
+				wantErrors := 0
+				if tc.wantError != "" {
+					wantErrors = 1
+				}
+				if rep.State != store.ReplayDone || rep.Sent != len(tc.wantQueue) || rep.Found != 5 || rep.ErrorCount != wantErrors || len(rep.Errors) != wantErrors {
+					t.Fatalf("replay = %s, sent %d of %d, errors %d %q; want done, %d of 5, %d errors", rep.State, rep.Sent, rep.Found, rep.ErrorCount, rep.Errors, len(tc.wantQueue), wantErrors)
+				}
+				if wantErrors > 0 && !strings.HasPrefix(rep.Errors[0], tc.wantError) {
+					t.Errorf("replay error %q, want it to start %q", rep.Errors[0], tc.wantError)
+				}
+			})
+		})
+	}
+}
+
+// TestReplayerFailsSayingWhatToDo: a missing queue or subscriber ends the
+// replay as failed, its last error saying what to fix and where a new
+// replay should start to go on.
+func TestReplayerFailsSayingWhatToDo(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		agents   []string // registered agents
+		deleteAt int      // the send call that finds the queue gone; -1: before the replay
+		wantSent int
+		wantErr  string
+	}{
+		{"queue missing", []string{"s"}, -1, 0,
+			"sending its events: queue " + queueURL("s") + " does not exist: recreate it, then start a new replay from " + replayTimestamp(0)},
+		{"queue deleted after a batch", []string{"s"}, 1, 10,
+			"sending its events: queue " + queueURL("s") + " does not exist: recreate it, then start a new replay from " + replayTimestamp(9)},
+		{"subscriber missing", nil, 0, 0,
+			"subscriber agent s does not exist: register it again (POST /agents with its resourceArn gives back its id and queue), then start a new replay from " + replayTimestamp(0)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				st := newMemStore(nil, tc.agents...)
+				logEvents(t, st, spacedEvents("s", 25)...)
+				newReplay(t, st, "s")
+				if tc.deleteAt < 0 {
+					st.DeleteQueue(queueURL("s"))
+				}
+				send := &recordingSender{Store: st, t: t, respond: func(n int, url string, _ []store.QueueMessage) ([]store.BatchFailure, error) {
+					if n == tc.deleteAt {
+						st.DeleteQueue(url)
+					}
+					return nil, nil
+				}}
+				runReplayer(t, ReplayerDeps{Replays: st, Agents: st, Queues: send}, ReplayerConfig{})
+
+				rep := awaitReplay(t, st, "s")
+				if rep.State != store.ReplayFailed || rep.Sent != tc.wantSent || len(rep.Errors) == 0 {
+					t.Fatalf("replay = %s, sent %d, errors %q; want failed, %d sent, an error", rep.State, rep.Sent, rep.Errors, tc.wantSent)
+				}
+				if got := rep.Errors[len(rep.Errors)-1]; got != tc.wantErr {
+					t.Errorf("replay's error:\n%s\nwant\n%s", got, tc.wantErr)
+				}
+			})
+		})
+	}
+}
+
+// TestReplayerStopsWhenNoLongerItsOwn: a replay cancelled, or taken over
+// by another task (its lease lapsed, store.ErrConflict), while a batch is
+// in flight gets no further batch from this task, and keeps the state the
+// cancel or the other task gave it.
+func TestReplayerStopsWhenNoLongerItsOwn(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		take      func(st *memstore.Store) error
+		wantState string
+		wantOwner string
+	}{
+		{"cancelled", func(st *memstore.Store) error {
+			_, err := st.CancelReplay(context.Background(), "s", replayTestID, time.Now())
+			return err
+		}, store.ReplayCancelled, "task-a"},
+		{"lease lost", func(st *memstore.Store) error {
+			// Task b saw the lease lapse (task a paused past it) and claims
+			// the replay for an hour.
+			_, err := st.ClaimReplay(context.Background(), "s", replayTestID, "task-b", time.Now().Add(time.Hour), time.Now().Add(replayLease+time.Second))
+			return err
+		}, store.ReplayRunning, "task-b"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				st := newMemStore(nil, "s")
+				logEvents(t, st, spacedEvents("s", 25)...)
+				newReplay(t, st, "s")
+				send := &recordingSender{Store: st, t: t, respond: func(n int, _ string, _ []store.QueueMessage) ([]store.BatchFailure, error) {
+					if n == 0 {
+						if err := tc.take(st); err != nil {
+							t.Error(err)
+						}
+					}
+					return nil, nil
+				}}
+				stop := runReplayer(t, ReplayerDeps{Replays: st, Agents: st, Queues: send}, ReplayerConfig{Owner: "task-a"})
+				// At 100 events/s the other 15 would go within 0.2 s.
+				time.Sleep(30 * time.Second)
+				stop()
+
+				if got, want := replayedIDs(t, st, "s"), eventIDs("e-", 10); !slices.Equal(got, want) {
+					t.Errorf("queue holds %v, want only the batch in flight %v", got, want)
+				}
+				rep, err := st.Replay(context.Background(), "s", replayTestID)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if rep.State != tc.wantState || rep.Owner != tc.wantOwner || len(rep.Errors) != 0 {
+					t.Errorf("replay = %s, owner %s, errors %q; want %s, owner %s, no errors", rep.State, rep.Owner, rep.Errors, tc.wantState, tc.wantOwner)
+				}
+			})
+		})
+	}
+}
+
+// TestReplayerPaces: one task sends at most Rate messages a second over
+// all its replays together, and reads at most Reads pages a second, on
+// the bubble's clock.
+func TestReplayerPaces(t *testing.T) {
+	t.Run("messages, two replays sharing the rate", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			const rate = 10
+			st := newMemStore(nil, "s1", "s2")
+			for _, sub := range []string{"s1", "s2"} {
+				logEvents(t, st, spacedEvents(sub, 20)...)
+				newReplay(t, st, sub)
+			}
+			var mu sync.Mutex
+			var sends []time.Time // one per message sent
+			send := &recordingSender{Store: st, t: t, respond: func(_ int, _ string, msgs []store.QueueMessage) ([]store.BatchFailure, error) {
+				mu.Lock()
+				defer mu.Unlock()
+				for range msgs {
+					sends = append(sends, time.Now())
+				}
+				return nil, nil
+			}}
+			runReplayer(t, ReplayerDeps{Replays: st, Agents: st, Queues: send}, ReplayerConfig{Rate: rate, Reads: 1000})
+			for _, sub := range []string{"s1", "s2"} {
+				if rep := awaitReplay(t, st, sub); rep.State != store.ReplayDone || rep.Sent != 20 {
+					t.Fatalf("replay of %s = %s, sent %d; want done, 20", sub, rep.State, rep.Sent)
+				}
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			slices.SortFunc(sends, time.Time.Compare)
+			// Message i may go no earlier than i/rate after the first
+			// batch's 10 (one batch's worth is taken at once).
+			for i, at := range sends {
+				if early := time.Duration(max(i-9, 0)) * time.Second / rate; at.Sub(sends[0]) < early {
+					t.Errorf("message %d of 40 sent %v after the first, want at least %v at %d/s", i, at.Sub(sends[0]), early, rate)
+				}
+			}
+			if took := sends[len(sends)-1].Sub(sends[0]); took > 4*time.Second {
+				t.Errorf("40 messages took %v at %d/s, want about 3 s", took, rate)
+			}
+		})
+	})
+	t.Run("pages", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			const reads = 2
+			st := newMemStore(nil, "s")
+			logEvents(t, st, spacedEvents("s", 4)...)
+			newReplay(t, st, "s")
+			pages := &pageReads{Store: st}
+			runReplayer(t, ReplayerDeps{Replays: pages, Agents: st, Queues: st}, ReplayerConfig{Reads: reads, Rate: 1000, PageItems: 1})
+			if rep := awaitReplay(t, st, "s"); rep.State != store.ReplayDone || rep.Sent != 4 {
+				t.Fatalf("replay = %s, sent %d; want done, 4", rep.State, rep.Sent)
+			}
+			at := pages.times()
+			if len(at) < 4 {
+				t.Fatalf("%d pages read, want at least 4 of 1 item", len(at))
+			}
+			for i := 1; i < len(at); i++ {
+				if gap := at[i].Sub(at[i-1]); gap < time.Second/reads {
+					t.Errorf("page %d read %v after the one before, want at least %v at %d/s", i, gap, time.Second/reads, reads)
+				}
+			}
+		})
+	})
+}
