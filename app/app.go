@@ -126,7 +126,7 @@ func New(ctx context.Context, cfg Config, awsCfg aws.Config, log *zap.Logger) (*
 		Monitor: m.Worker(metrics.WorkerPublisher),
 	}, awsCfg, streams, ddb, pub, log)
 
-	a.replayer = pipeline.NewReplayer(pipeline.ReplayerDeps{Replays: st, Agents: st, Queues: st}, pipeline.ReplayerConfig{
+	a.replayer = pipeline.NewReplayer(pipeline.ReplayerDeps{Replays: st, Agents: st, Queues: st, Metrics: m}, pipeline.ReplayerConfig{
 		Owner: cfg.WorkerID, Rate: cfg.ReplayRate, PageItems: cfg.ReplayPageItems,
 	}, log)
 

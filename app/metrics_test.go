@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/fanout/fanout/metrics"
+	"github.com/fanout/fanout/store"
 )
 
 // scrapeMetrics reads GET /metrics of s.
@@ -138,6 +139,11 @@ func TestMetricsAfterRoundTrip(t *testing.T) {
 		metricCheck{name: metrics.DeadLetters, labels: []string{"stage", "publisher", "reason", metrics.ReasonQueueMissing}},
 		metricCheck{name: metrics.CacheLookups, labels: []string{"cache", "subscribers", "result", "miss"}},
 		metricCheck{name: metrics.HTTPRequests, labels: []string{"route", "/events", "status", "503"}},
+		metricCheck{name: metrics.ReplaysStarted},
+		metricCheck{name: metrics.ReplaysFinished, labels: []string{"state", store.ReplayDone}},
+		metricCheck{name: metrics.ReplaysFinished, labels: []string{"state", store.ReplayFailed}},
+		metricCheck{name: metrics.ReplaysFinished, labels: []string{"state", store.ReplayCancelled}},
+		metricCheck{name: metrics.ReplayMessages},
 	)
 	if v, _ := series(fresh, metrics.EventsPosted, "outcome", "accepted"); v != 0 {
 		t.Errorf("a fresh task counts %g accepted events, want 0", v)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/fanout/fanout/event"
+	"github.com/fanout/fanout/metrics"
 	"github.com/fanout/fanout/store"
 )
 
@@ -121,6 +122,27 @@ func TestReplayAcrossPagesWithLiveTraffic(t *testing.T) {
 	if got.Progress.Sent != 2*n || got.Progress.Found != 2*n || got.Progress.LastTimestamp == "" || len(got.Errors) != 0 {
 		t.Errorf("done replay = %+v; want %d sent of %d found, a last timestamp, no errors", got, 2*n, 2*n)
 	}
+	// The one task ran it, whole: /metrics says so.
+	fams := waitMetrics(t, s,
+		metricCheck{metrics.ReplaysStarted, nil, 1},
+		metricCheck{metrics.ReplaysFinished, []string{"state", store.ReplayDone}, 1},
+		metricCheck{metrics.ReplayMessages, nil, 2 * n},
+	)
+	for _, c := range []struct {
+		name   string
+		labels []string
+		want   float64
+	}{
+		{metrics.ReplaysStarted, nil, 1},
+		{metrics.ReplaysFinished, []string{"state", store.ReplayDone}, 1},
+		{metrics.ReplaysFinished, []string{"state", store.ReplayFailed}, 0},
+		{metrics.ReplaysFinished, []string{"state", store.ReplayCancelled}, 0},
+		{metrics.ReplayMessages, nil, 2 * n},
+	} {
+		if v, ok := series(fams, c.name, c.labels...); !ok || v != c.want {
+			t.Errorf("/metrics: %s%v = %g (present: %v), want %g", c.name, c.labels, v, ok, c.want)
+		}
+	}
 }
 
 // TestReplayOneProducer: producerId limits a replay to that producer.
@@ -225,6 +247,14 @@ func TestReplayCancel(t *testing.T) {
 	}
 	if g := getReplay(t, s, sub, r.ReplayID); g.State != "cancelled" || g.Progress.Sent > 6 {
 		t.Errorf("GET after cancel = %+v; want cancelled with at most 6 sent", g)
+	}
+	// The task sees the cancel at its next batch.
+	fams := waitMetrics(t, s, metricCheck{metrics.ReplaysFinished, []string{"state", store.ReplayCancelled}, 1})
+	if v, _ := series(fams, metrics.ReplaysFinished, "state", store.ReplayDone); v != 0 {
+		t.Errorf("/metrics: %g replays done, want 0: the only one was cancelled", v)
+	}
+	if v, _ := series(fams, metrics.ReplayMessages); v < float64(len(got)) || v > 6 {
+		t.Errorf("/metrics: %g replayed messages, want %d to 6 (those received, at most the two batches)", v, len(got))
 	}
 }
 

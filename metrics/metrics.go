@@ -44,6 +44,9 @@ const (
 	ProcessRecordsDuration = "fanout_kcl_process_records_duration_seconds"
 	IteratorAge            = "fanout_shard_iterator_age_seconds"
 	RecordAge              = "fanout_shard_record_age_seconds"
+	ReplaysStarted         = "fanout_replays_started_total"
+	ReplaysFinished        = "fanout_replays_finished_total"
+	ReplayMessages         = "fanout_replay_messages_total"
 )
 
 // Outcomes of events posted to the API (EventsPosted's outcome label).
@@ -61,6 +64,14 @@ const (
 	AWSOk        = "ok"
 	AWSError     = "error"
 	AWSThrottled = "throttled"
+)
+
+// Final states of a replay (ReplaysFinished' state label): those of
+// package store's Replay.
+const (
+	ReplayDone      = "done"
+	ReplayFailed    = "failed"
+	ReplayCancelled = "cancelled"
 )
 
 // Workers, stages and caches: the values of the worker, stage and cache
@@ -137,6 +148,9 @@ type Metrics struct {
 	processTime     *prometheus.HistogramVec
 	iteratorAge     *prometheus.GaugeVec
 	recordAge       *prometheus.GaugeVec
+	replaysStarted  prometheus.Counter
+	replaysFinished *prometheus.CounterVec
+	replayMessages  prometheus.Counter
 
 	emf *emfState
 
@@ -169,7 +183,13 @@ func New() *Metrics {
 	m.processTime = m.histogramVec(ProcessRecordsDuration, "Time the pipeline took to make one batch durable (and wait out the read interval), by worker.", kclBuckets, "worker")
 	m.iteratorAge = m.gaugeVec(IteratorAge, "How far the shard's reader is behind the stream's newest record, as the stream reports it (Kinesis MillisBehindLatest; always 0 for the publisher: DynamoDB Streams reports none), by worker and shard.", "worker", "shard_id")
 	m.recordAge = m.gaugeVec(RecordAge, "Age of the newest record of the shard's latest batch when the pipeline took it (0 after an empty read: caught up), by worker and shard.", "worker", "shard_id")
+	m.replaysStarted = m.counter(ReplaysStarted, "Replays this task began to run: claimed when new, or taken over from a task that stopped (a replay taken over counts on each task that ran it).")
+	m.replaysFinished = m.counterVec(ReplaysFinished, "Replays that ended while this task ran them, by final state: done and failed (this task ended them), cancelled (DELETE seen at its next batch; a replay cancelled while no task ran it is not counted).", "state")
+	m.replayMessages = m.counter(ReplayMessages, "Messages SQS accepted for replays (one per event re-delivered; a resend after a take-over counts again).")
 
+	for _, s := range []string{ReplayDone, ReplayFailed, ReplayCancelled} {
+		m.replaysFinished.WithLabelValues(s)
+	}
 	for _, o := range []string{OutcomeAccepted, OutcomeInvalid, OutcomeUnknownProducer, OutcomeTooLarge, OutcomeForbidden, OutcomeUnavailable} {
 		m.eventsPosted.WithLabelValues(o)
 	}
@@ -294,6 +314,31 @@ func (m *Metrics) Filtered() {
 		return
 	}
 	m.filtered.Inc()
+}
+
+// ReplayStarted counts one replay this task began to run.
+func (m *Metrics) ReplayStarted() {
+	if m == nil {
+		return
+	}
+	m.replaysStarted.Inc()
+}
+
+// ReplayFinished counts one replay that ended in state (a Replay state
+// constant) while this task ran it.
+func (m *Metrics) ReplayFinished(state string) {
+	if m == nil {
+		return
+	}
+	m.replaysFinished.WithLabelValues(state).Inc()
+}
+
+// Replayed counts n messages SQS accepted for replays.
+func (m *Metrics) Replayed(n int) {
+	if m == nil {
+		return
+	}
+	m.replayMessages.Add(float64(n))
 }
 
 // DuplicateDropped counts one event dropped at stage because its eventId

@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/fanout/fanout/event"
+	"github.com/fanout/fanout/metrics"
 	"github.com/fanout/fanout/store"
 )
 
@@ -55,17 +56,33 @@ const (
 // contracts).
 type replayStore interface {
 	RunningReplays(ctx context.Context) ([]store.Replay, error)
+	Replay(ctx context.Context, subscriber, id string) (store.Replay, error)
 	ClaimReplay(ctx context.Context, subscriber, id, owner string, until, now time.Time) (store.Replay, error)
 	SaveReplay(ctx context.Context, r store.Replay) error
 	ReplayEvents(ctx context.Context, q store.ReplayQuery) ([]store.LoggedEvent, string, error)
 }
 
+// ReplayRecorder counts what a Replayer does. *metrics.Metrics satisfies
+// it (a nil one records nothing). Methods must be safe for concurrent use.
+type ReplayRecorder interface {
+	// ReplayStarted counts one replay this task began to run (new, or
+	// taken over).
+	ReplayStarted()
+	// ReplayFinished counts one replay that ended in state (done or
+	// failed: this task ended it; cancelled: seen while this task ran it).
+	ReplayFinished(state string)
+	// Replayed counts n messages SQS accepted for replays.
+	Replayed(n int)
+}
+
 // ReplayerDeps is what a Replayer reads and writes. *store.Store serves
-// every field.
+// every field but Metrics, which *metrics.Metrics serves (nil counts
+// nothing).
 type ReplayerDeps struct {
 	Replays replayStore
 	Agents  agentGetter
 	Queues  messageSender
+	Metrics ReplayRecorder
 }
 
 // ReplayerConfig tunes a Replayer. A zero field takes its default.
@@ -90,6 +107,7 @@ type Replayer struct {
 	replays replayStore
 	agents  agentGetter
 	queues  messageSender
+	rec     ReplayRecorder
 	cfg     ReplayerConfig
 	watch   *Watchdog
 	log     *zap.Logger
@@ -109,8 +127,12 @@ func NewReplayer(deps ReplayerDeps, cfg ReplayerConfig, log *zap.Logger) *Replay
 	if cfg.Reads <= 0 {
 		cfg.Reads = DefaultReplayReads
 	}
+	rec := deps.Metrics
+	if rec == nil {
+		rec = (*metrics.Metrics)(nil)
+	}
 	return &Replayer{
-		replays: deps.Replays, agents: deps.Agents, queues: deps.Queues, cfg: cfg,
+		replays: deps.Replays, agents: deps.Agents, queues: deps.Queues, rec: rec, cfg: cfg,
 		watch: NewWatchdog(log), log: log, sends: newPacer(cfg.Rate), reads: newPacer(cfg.Reads),
 		now: time.Now, running: map[string]bool{},
 	}
@@ -208,6 +230,7 @@ func (r *Replayer) run(stop, work context.Context, rep store.Replay) {
 	rep.Found = rep.Sent + rep.ErrorCount
 	run := &replayRun{r: r, rep: rep, log: r.log.With(zap.String("replay_id", rep.ID), zap.String("subscriber_id", rep.SubscriberID))}
 	run.log.Info("replay running", zap.String("cursor", rep.Cursor), zap.Int("sent", rep.Sent))
+	r.rec.ReplayStarted()
 	if err := run.loop(stop, work); err != nil {
 		run.end(err)
 	}
@@ -298,6 +321,7 @@ func (run *replayRun) loop(stop, work context.Context) error {
 				return err
 			}
 			run.log.Info("replay done", zap.Int("sent", run.rep.Sent), zap.Int("found", run.rep.Found), zap.Int("errors", run.rep.ErrorCount))
+			run.r.rec.ReplayFinished(store.ReplayDone)
 			return nil
 		}
 	}
@@ -401,6 +425,7 @@ func (run *replayRun) send(ctx context.Context, agent store.Agent, events []stor
 		if err != nil {
 			return err
 		}
+		run.r.rec.Replayed(len(pending) - len(failed))
 		failedIDs := map[string]store.BatchFailure{}
 		for _, f := range failed {
 			failedIDs[f.ID] = f
@@ -489,10 +514,25 @@ func (run *replayRun) save(ctx context.Context, state string) error {
 		return err
 	}, "replay "+run.rep.ID+" save progress", zap.String("replay_id", run.rep.ID))
 	if errors.Is(err, store.ErrConflict) {
-		run.log.Info("replay no longer ours: cancelled, or taken over by another task", zap.Int("sent", run.rep.Sent))
+		run.lost(ctx)
 		return errReleased
 	}
 	return err
+}
+
+// lost logs, and counts when it was cancelled, that the replay is no
+// longer this run's: a write of it lost its condition.
+func (run *replayRun) lost(ctx context.Context) {
+	cur, err := run.r.replays.Replay(ctx, run.rep.SubscriberID, run.rep.ID)
+	switch {
+	case err != nil:
+		run.log.Info("replay no longer ours: cancelled, or taken over by another task", zap.Int("sent", run.rep.Sent), zap.NamedError("read_error", err))
+	case cur.State == store.ReplayCancelled:
+		run.log.Info("replay cancelled", zap.Int("sent", run.rep.Sent+run.pending))
+		run.r.rec.ReplayFinished(store.ReplayCancelled)
+	default:
+		run.log.Info("replay taken over by another task", zap.String("owner", cur.Owner), zap.String("state", cur.State), zap.Int("sent", run.rep.Sent))
+	}
 }
 
 // release hands the replay back at its position so that another task
@@ -537,7 +577,12 @@ func (run *replayRun) end(err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), releaseTimeout)
 	defer cancel()
 	run.rep.State, run.rep.UpdatedAt, run.rep.LeaseUntil = store.ReplayFailed, run.r.now(), time.Time{}
-	if err := run.r.replays.SaveReplay(ctx, run.rep); err != nil && !errors.Is(err, store.ErrConflict) {
+	switch err := run.r.replays.SaveReplay(ctx, run.rep); {
+	case err == nil:
+		run.r.rec.ReplayFinished(store.ReplayFailed)
+	case errors.Is(err, store.ErrConflict):
+		run.lost(ctx)
+	default:
 		run.log.Warn("replay failure not recorded: another task retries it when its lease expires", zap.Error(err))
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -144,6 +145,36 @@ func replayedIDs(t *testing.T, st *memstore.Store, sub string) []string {
 	return ids
 }
 
+// replayCounts is a ReplayRecorder keeping its counts.
+type replayCounts struct {
+	mu       sync.Mutex
+	started  int
+	finished map[string]int
+	messages int
+}
+
+func (c *replayCounts) ReplayStarted() { c.mu.Lock(); c.started++; c.mu.Unlock() }
+func (c *replayCounts) Replayed(n int) { c.mu.Lock(); c.messages += n; c.mu.Unlock() }
+func (c *replayCounts) ReplayFinished(state string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.finished == nil {
+		c.finished = map[string]int{}
+	}
+	c.finished[state]++
+}
+
+// check fails t unless the counts are started replays started, messages
+// messages, and finished (state: count) replays finished.
+func (c *replayCounts) check(t *testing.T, started, messages int, finished map[string]int) {
+	t.Helper()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.started != started || c.messages != messages || !maps.Equal(c.finished, finished) {
+		t.Errorf("counted %d replays started, %d messages, finished %v; want %d, %d, %v", c.started, c.messages, c.finished, started, messages, finished)
+	}
+}
+
 // pageReads is the store's ReplayEvents remembering when each page was
 // read and the events read so far, in log order.
 type pageReads struct {
@@ -224,7 +255,8 @@ func TestReplayerSendsEachMillisecondInPublishOrder(t *testing.T) {
 			return nil, nil
 		}}
 		// Pages of 2 items: millisecond 1 spans three pages.
-		runReplayer(t, ReplayerDeps{Replays: reads, Agents: st, Queues: send}, ReplayerConfig{PageItems: 2})
+		counts := &replayCounts{}
+		runReplayer(t, ReplayerDeps{Replays: reads, Agents: st, Queues: send, Metrics: counts}, ReplayerConfig{PageItems: 2})
 
 		rep := awaitReplay(t, st, "s")
 		want := []string{"e-z", "e-y", "e-x", "e-w", "q-a", "e-b", "e-a", "e-c"}
@@ -234,6 +266,7 @@ func TestReplayerSendsEachMillisecondInPublishOrder(t *testing.T) {
 		if rep.State != store.ReplayDone || rep.Sent != 8 || rep.Found != 8 || rep.ErrorCount != 0 || rep.LastTimestamp != replayTimestamp(3) {
 			t.Errorf("replay = %s, sent %d of %d, %d errors, last %s; want done, 8 of 8, 0 errors, last %s", rep.State, rep.Sent, rep.Found, rep.ErrorCount, rep.LastTimestamp, replayTimestamp(3))
 		}
+		counts.check(t, 1, 8, map[string]int{store.ReplayDone: 1})
 		if len(reads.times()) < 4 {
 			t.Errorf("%d pages read, want at least 4 of 2 items for 8 events", len(reads.times()))
 		}
@@ -339,9 +372,11 @@ func TestReplayerFailsSayingWhatToDo(t *testing.T) {
 					}
 					return nil, nil
 				}}
-				runReplayer(t, ReplayerDeps{Replays: st, Agents: st, Queues: send}, ReplayerConfig{})
+				counts := &replayCounts{}
+				runReplayer(t, ReplayerDeps{Replays: st, Agents: st, Queues: send, Metrics: counts}, ReplayerConfig{})
 
 				rep := awaitReplay(t, st, "s")
+				counts.check(t, 1, tc.wantSent, map[string]int{store.ReplayFailed: 1})
 				if rep.State != store.ReplayFailed || rep.Sent != tc.wantSent || len(rep.Errors) == 0 {
 					t.Fatalf("replay = %s, sent %d, errors %q; want failed, %d sent, an error", rep.State, rep.Sent, rep.Errors, tc.wantSent)
 				}
@@ -363,17 +398,18 @@ func TestReplayerStopsWhenNoLongerItsOwn(t *testing.T) {
 		take      func(st *memstore.Store) error
 		wantState string
 		wantOwner string
+		counted   map[string]int // replays finished, by state
 	}{
 		{"cancelled", func(st *memstore.Store) error {
 			_, err := st.CancelReplay(context.Background(), "s", replayTestID, time.Now())
 			return err
-		}, store.ReplayCancelled, "task-a"},
+		}, store.ReplayCancelled, "task-a", map[string]int{store.ReplayCancelled: 1}},
 		{"lease lost", func(st *memstore.Store) error {
 			// Task b saw the lease lapse (task a paused past it) and claims
 			// the replay for an hour.
 			_, err := st.ClaimReplay(context.Background(), "s", replayTestID, "task-b", time.Now().Add(time.Hour), time.Now().Add(replayLease+time.Second))
 			return err
-		}, store.ReplayRunning, "task-b"},
+		}, store.ReplayRunning, "task-b", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
@@ -388,7 +424,8 @@ func TestReplayerStopsWhenNoLongerItsOwn(t *testing.T) {
 					}
 					return nil, nil
 				}}
-				stop := runReplayer(t, ReplayerDeps{Replays: st, Agents: st, Queues: send}, ReplayerConfig{Owner: "task-a"})
+				counts := &replayCounts{}
+				stop := runReplayer(t, ReplayerDeps{Replays: st, Agents: st, Queues: send, Metrics: counts}, ReplayerConfig{Owner: "task-a"})
 				// At 100 events/s the other 15 would go within 0.2 s.
 				time.Sleep(30 * time.Second)
 				stop()
@@ -400,6 +437,7 @@ func TestReplayerStopsWhenNoLongerItsOwn(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
+				counts.check(t, 1, 10, tc.counted)
 				if rep.State != tc.wantState || rep.Owner != tc.wantOwner || len(rep.Errors) != 0 {
 					t.Errorf("replay = %s, owner %s, errors %q; want %s, owner %s, no errors", rep.State, rep.Owner, rep.Errors, tc.wantState, tc.wantOwner)
 				}
