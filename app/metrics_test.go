@@ -1,11 +1,14 @@
 package app_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -287,5 +290,145 @@ func TestMetricsCountThrottlesAndRetries(t *testing.T) {
 	)
 	if v, _ := series(fams, metrics.AWSRequests, "service", "Kinesis", "operation", "PutRecords", "outcome", "throttled"); v != 2 {
 		t.Errorf("throttled PutRecords attempts = %g, want exactly 2", v)
+	}
+}
+
+// entryFailingClient answers the first two calls of each batch operation
+// (Kinesis PutRecords, SQS SendMessageBatch) as AWS does when it fails
+// every entry one by one: a 200 answer whose entries failed, throttled in
+// the first call and with an internal error in the second. Nothing of
+// those calls is written. Other calls pass through.
+type entryFailingClient struct {
+	next interface {
+		Do(*http.Request) (*http.Response, error)
+	}
+
+	mu     sync.Mutex
+	calls  map[string]int // X-Amz-Target -> calls seen
+	failed map[string]int // error code -> entries failed with it
+}
+
+func (c *entryFailingClient) Do(req *http.Request) (*http.Response, error) {
+	codes := map[string][2]string{
+		"Kinesis_20131202.PutRecords": {"ProvisionedThroughputExceededException", "InternalFailure"},
+		"AmazonSQS.SendMessageBatch":  {"ThrottlingException", "InternalError"},
+	}
+	target := req.Header.Get("X-Amz-Target")
+	fail, ok := codes[target]
+	if !ok {
+		return c.next.Do(req)
+	}
+	c.mu.Lock()
+	if c.calls == nil {
+		c.calls, c.failed = map[string]int{}, map[string]int{}
+	}
+	n := c.calls[target]
+	c.calls[target]++
+	c.mu.Unlock()
+	if n >= len(fail) {
+		return c.next.Do(req)
+	}
+	var in struct {
+		Records []json.RawMessage
+		Entries []struct{ Id string }
+	}
+	body, err := io.ReadAll(req.Body)
+	req.Body.Close()
+	if err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(body, &in); err != nil {
+		return nil, fmt.Errorf("%s request: %w", target, err)
+	}
+	code := fail[n]
+	var out any
+	entries := 0
+	if target == "AmazonSQS.SendMessageBatch" {
+		failed := []map[string]any{}
+		for _, e := range in.Entries {
+			failed = append(failed, map[string]any{"Id": e.Id, "Code": code, "Message": "entry failed", "SenderFault": false})
+		}
+		out, entries = map[string]any{"Successful": []any{}, "Failed": failed}, len(failed)
+	} else {
+		records := []map[string]any{}
+		for range in.Records {
+			records = append(records, map[string]any{"ErrorCode": code, "ErrorMessage": "entry failed"})
+		}
+		out, entries = map[string]any{"FailedRecordCount": len(records), "Records": records}, len(records)
+	}
+	c.mu.Lock()
+	c.failed[code] += entries
+	c.mu.Unlock()
+	b, _ := json.Marshal(out)
+	contentType := "application/x-amz-json-1.1"
+	if target == "AmazonSQS.SendMessageBatch" {
+		contentType = "application/x-amz-json-1.0"
+	}
+	return &http.Response{
+		StatusCode: http.StatusOK, Status: "200 OK", Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header:        http.Header{"Content-Type": {contentType}},
+		Body:          io.NopCloser(bytes.NewReader(b)),
+		ContentLength: int64(len(b)),
+		Request:       req,
+	}, nil
+}
+
+// failedWith returns how many entries the client failed with code.
+func (c *entryFailingClient) failedWith(code string) float64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return float64(c.failed[code])
+}
+
+// TestMetricsCountFailedEntries: entries of PutRecords and
+// SendMessageBatch that AWS fails one by one inside a 200 answer count as
+// failed entries, throttled or error by their code, while the attempts
+// themselves count ok; the events still arrive (ingest and publisher
+// resend the entries).
+func TestMetricsCountFailedEntries(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	faults := &entryFailingClient{next: awshttp.NewBuildableClient()}
+	e.awsCfg.HTTPClient = faults
+	s := e.start(t, "entries")
+
+	fresh := scrapeMetrics(t, s)
+	for _, op := range [][2]string{{"Kinesis", "PutRecords"}, {"SQS", "SendMessageBatch"}} {
+		for _, o := range []string{metrics.AWSThrottled, metrics.AWSError} {
+			if v, ok := series(fresh, metrics.AWSEntriesFailed, "service", op[0], "operation", op[1], "outcome", o); !ok || v != 0 {
+				t.Errorf("a fresh task's %s{%s %s %s} = %g (present: %v), want 0", metrics.AWSEntriesFailed, op[0], op[1], o, v, ok)
+			}
+		}
+	}
+
+	producer, sub := register(t, s, "p"), register(t, s, "s")
+	subscribe(t, s, sub, producer)
+	publish(t, s, numbered(producer, 0, 3)...)
+	receive(t, e, sub.QueueURL, deliveryTimeout, count(3))
+
+	fams := waitMetrics(t, s,
+		metricCheck{metrics.AWSRequests, []string{"service", "Kinesis", "operation", "PutRecords", "outcome", "ok"}, 3},
+		metricCheck{metrics.AWSRequests, []string{"service", "SQS", "operation", "SendMessageBatch", "outcome", "ok"}, 3},
+	)
+	for _, c := range []struct {
+		service, op, outcome, code string
+	}{
+		{"Kinesis", "PutRecords", metrics.AWSThrottled, "ProvisionedThroughputExceededException"},
+		{"Kinesis", "PutRecords", metrics.AWSError, "InternalFailure"},
+		{"SQS", "SendMessageBatch", metrics.AWSThrottled, "ThrottlingException"},
+		{"SQS", "SendMessageBatch", metrics.AWSError, "InternalError"},
+	} {
+		want := faults.failedWith(c.code)
+		if want == 0 {
+			t.Fatalf("the test's client failed no entry with %s", c.code)
+		}
+		if v, _ := series(fams, metrics.AWSEntriesFailed, "service", c.service, "operation", c.op, "outcome", c.outcome); v != want {
+			t.Errorf("%s{%s %s %s} = %g, want %g (entries failed with %s)", metrics.AWSEntriesFailed, c.service, c.op, c.outcome, v, want, c.code)
+		}
+	}
+	for _, op := range [][2]string{{"Kinesis", "PutRecords"}, {"SQS", "SendMessageBatch"}} {
+		if v, _ := series(fams, metrics.AWSRequests, "service", op[0], "operation", op[1], "outcome", metrics.AWSThrottled); v != 0 {
+			t.Errorf("%s{%s %s throttled} = %g, want 0: the answers were 200s", metrics.AWSRequests, op[0], op[1], v)
+		}
 	}
 }

@@ -56,6 +56,11 @@ func emittedMetrics(t *testing.T) (set map[emitted]bool, distributions map[strin
 			m.AWSRequest(svc, "Op", o, true)
 		}
 	}
+	for _, op := range [][2]string{{"Kinesis", "PutRecords"}, {"SQS", "SendMessageBatch"}} {
+		for _, o := range []string{metrics.AWSError, metrics.AWSThrottled} {
+			m.AWSEntriesFailed(op[0], op[1], o, 1)
+		}
+	}
 	for _, c := range []string{metrics.CacheAgents, metrics.CacheSubscribers, metrics.CacheProducers} {
 		m.CacheLookup(c, true)
 		m.CacheLookup(c, false)
@@ -107,16 +112,78 @@ func emittedMetrics(t *testing.T) (set map[emitted]bool, distributions map[strin
 	return set, distributions
 }
 
-type alarmProps struct {
-	Namespace         any    `yaml:"Namespace"`
-	MetricName        string `yaml:"MetricName"`
-	Statistic         string `yaml:"Statistic"`
-	ExtendedStatistic string `yaml:"ExtendedStatistic"`
-	Dimensions        []struct {
+// alarmMetric is the metric an alarm, or one series of its metric math,
+// reads.
+type alarmMetric struct {
+	Namespace  any    `yaml:"Namespace"`
+	MetricName string `yaml:"MetricName"`
+	Dimensions []struct {
 		Name  string `yaml:"Name"`
 		Value any    `yaml:"Value"`
 	} `yaml:"Dimensions"`
-	Period int `yaml:"Period"`
+}
+
+type alarmProps struct {
+	alarmMetric       `yaml:",inline"`
+	Statistic         string `yaml:"Statistic"`
+	ExtendedStatistic string `yaml:"ExtendedStatistic"`
+	Period            int    `yaml:"Period"`
+	// Metrics is a metric-math alarm's series and expressions (instead
+	// of the fields above).
+	Metrics []struct {
+		ID         string `yaml:"Id"`
+		Expression string `yaml:"Expression"`
+		ReturnData *bool  `yaml:"ReturnData"`
+		MetricStat *struct {
+			Metric alarmMetric `yaml:"Metric"`
+			Stat   string      `yaml:"Stat"`
+			Period int         `yaml:"Period"`
+		} `yaml:"MetricStat"`
+	} `yaml:"Metrics"`
+}
+
+// alarmRead is one metric an alarm reads, with its statistic ("p99" for a
+// percentile, "" for the others) and period.
+type alarmRead struct {
+	alarmMetric
+	percentile string
+	period     int
+}
+
+// reads returns the metrics alarm id reads: its own, or every series of
+// its metric math, which must feed the one expression it returns.
+func (p alarmProps) reads(t *testing.T, id string) []alarmRead {
+	t.Helper()
+	if len(p.Metrics) == 0 {
+		return []alarmRead{{p.alarmMetric, p.ExtendedStatistic, p.Period}}
+	}
+	if p.MetricName != "" || p.Statistic != "" || p.Period != 0 {
+		t.Errorf("%s has both Metrics and MetricName, Statistic or Period", id)
+	}
+	var reads []alarmRead
+	var returned []string
+	for _, m := range p.Metrics {
+		if m.ReturnData == nil || *m.ReturnData {
+			returned = append(returned, m.Expression)
+		}
+		if m.MetricStat == nil {
+			continue
+		}
+		pct := ""
+		if strings.HasPrefix(m.MetricStat.Stat, "p") {
+			pct = m.MetricStat.Stat
+		}
+		reads = append(reads, alarmRead{m.MetricStat.Metric, pct, m.MetricStat.Period})
+	}
+	if len(returned) != 1 || returned[0] == "" {
+		t.Fatalf("%s returns %q, want one expression over its series", id, returned)
+	}
+	for _, m := range p.Metrics {
+		if m.MetricStat != nil && !regexp.MustCompile(`\b`+regexp.QuoteMeta(m.ID)+`\b`).MatchString(returned[0]) {
+			t.Errorf("%s reads %s (id %s) but its expression %q does not use it", id, m.MetricStat.Metric.MetricName, m.ID, returned[0])
+		}
+	}
+	return reads
 }
 
 // emfNamespace is what the task sets FANOUT_EMF_NAMESPACE to (a !Sub).
@@ -133,7 +200,8 @@ func emfNamespace(t *testing.T, tmpl template) string {
 // TestAlarmsReadEmittedMetrics: every alarm reads a metric, with
 // dimensions, that the service's EMF lines really publish in the namespace
 // the task writes, at EMF's one-minute resolution; percentiles only of
-// distributions. The five figures the issue names each have an alarm.
+// distributions; a metric-math alarm's every series. The five figures
+// the issue names each have an alarm, throttles counting batch entries.
 func TestAlarmsReadEmittedMetrics(t *testing.T) {
 	t.Parallel()
 	tmpl := loadTemplate(t, templatePath)
@@ -147,23 +215,25 @@ func TestAlarmsReadEmittedMetrics(t *testing.T) {
 		}
 		var p alarmProps
 		decode(t, res, &p)
-		if got, ok := sub(p.Namespace); !ok || got != ns {
-			t.Errorf("%s: Namespace %v, want !Sub %s (FANOUT_EMF_NAMESPACE): only the service's own metrics", id, p.Namespace, ns)
+		for _, r := range p.reads(t, id) {
+			if got, ok := sub(r.Namespace); !ok || got != ns {
+				t.Errorf("%s: Namespace %v, want !Sub %s (FANOUT_EMF_NAMESPACE): only the service's own metrics", id, r.Namespace, ns)
+			}
+			kv := map[string]string{}
+			for _, d := range r.Dimensions {
+				kv[d.Name] = fmt.Sprint(d.Value)
+			}
+			if !set[emitted{r.MetricName, dimsKey(kv)}] {
+				t.Errorf("%s reads %s with dimensions {%s}, which the service does not emit (see metrics.EMFDimensions)", id, r.MetricName, dimsKey(kv))
+			}
+			if r.percentile != "" && !distributions[r.MetricName] {
+				t.Errorf("%s takes %s of %s, which is not a distribution", id, r.percentile, r.MetricName)
+			}
+			if r.period <= 0 || r.period%int(metrics.EMFInterval.Seconds()) != 0 {
+				t.Errorf("%s: Period %d s of %s is not a multiple of the EMF interval %s", id, r.period, r.MetricName, metrics.EMFInterval)
+			}
+			watched[r.MetricName+"/"+r.percentile+"/"+dimsKey(kv)] = true
 		}
-		kv := map[string]string{}
-		for _, d := range p.Dimensions {
-			kv[d.Name] = fmt.Sprint(d.Value)
-		}
-		if !set[emitted{p.MetricName, dimsKey(kv)}] {
-			t.Errorf("%s reads %s with dimensions {%s}, which the service does not emit (see metrics.EMFDimensions)", id, p.MetricName, dimsKey(kv))
-		}
-		if p.ExtendedStatistic != "" && !distributions[p.MetricName] {
-			t.Errorf("%s takes %s of %s, which is not a distribution", id, p.ExtendedStatistic, p.MetricName)
-		}
-		if p.Period%int(metrics.EMFInterval.Seconds()) != 0 {
-			t.Errorf("%s: Period %d s is not a multiple of the EMF interval %s", id, p.Period, metrics.EMFInterval)
-		}
-		watched[p.MetricName+"/"+p.ExtendedStatistic+"/"+dimsKey(kv)] = true
 	}
 	for _, want := range []string{
 		metrics.DeliveryLatency + "/p99/",
@@ -172,6 +242,7 @@ func TestAlarmsReadEmittedMetrics(t *testing.T) {
 		metrics.DeadLetters + "//",
 		metrics.HTTPRequests + "//status_class=5xx",
 		metrics.AWSRequests + "//outcome=throttled",
+		metrics.AWSEntriesFailed + "//outcome=throttled",
 	} {
 		if !watched[want] {
 			t.Errorf("no alarm on %s", want)

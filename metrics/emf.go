@@ -61,6 +61,7 @@ func emfMetrics() []emfMetric {
 		{name: DuplicatesDropped, unit: "Count"},
 		{name: AWSRequests, dims: []string{"service", "outcome"}, rollups: [][]string{{"outcome"}}, unit: "Count"},
 		{name: AWSRetries, dims: []string{"service"}, unit: "Count"},
+		{name: AWSEntriesFailed, dims: []string{"service", "outcome"}, rollups: [][]string{{"outcome"}}, unit: "Count"},
 		{name: RecordAge, dims: []string{"worker"}, unit: "Seconds", maxOf: true},
 		{name: IteratorAge, dims: []string{"worker"}, unit: "Seconds", maxOf: true},
 		{name: LeasesHeld, dims: []string{"worker"}, unit: "Count"},

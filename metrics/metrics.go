@@ -35,6 +35,7 @@ const (
 	EventsFiltered         = "fanout_events_filtered_total"
 	AWSRequests            = "fanout_aws_requests_total"
 	AWSRetries             = "fanout_aws_retries_total"
+	AWSEntriesFailed       = "fanout_aws_entries_failed_total"
 	CacheLookups           = "fanout_cache_lookups_total"
 	LeasesHeld             = "fanout_kcl_leases_held"
 	LeaseRenewals          = "fanout_kcl_lease_renewals_total"
@@ -139,6 +140,7 @@ type Metrics struct {
 	filtered        prometheus.Counter
 	awsRequests     *prometheus.CounterVec
 	awsRetries      *prometheus.CounterVec
+	awsEntries      *prometheus.CounterVec
 	cacheLookups    *prometheus.CounterVec
 	leasesHeld      *prometheus.GaugeVec
 	leaseRenewals   *prometheus.CounterVec
@@ -174,6 +176,7 @@ func New() *Metrics {
 	m.duplicates = m.counterVec(DuplicatesDropped, "Events dropped because their producer had already sent that eventId (within 24 h), by stage.", "stage")
 	m.awsRequests = m.counterVec(AWSRequests, "AWS API request attempts (retries included: what AWS bills and throttles), by service, operation and outcome (ok, error, throttled).", "service", "operation", "outcome")
 	m.awsRetries = m.counterVec(AWSRetries, "AWS API request attempts that were retries of an earlier attempt, by service and operation.", "service", "operation")
+	m.awsEntries = m.counterVec(AWSEntriesFailed, "Entries of AWS batch calls (Kinesis PutRecords, SQS SendMessageBatch) that AWS failed one by one in an answer that succeeded as a whole (which fanout_aws_requests_total counts ok), by service, operation and outcome (throttled, error); the caller resends or sets aside each.", "service", "operation", "outcome")
 	m.cacheLookups = m.counterVec(CacheLookups, "Cache lookups, by cache (agents: the store's agents, API and publisher; subscribers: the aggregator's subscriber lists; producers: the aggregator's check of producers without subscribers) and result (hit, miss).", "cache", "result")
 	m.leasesHeld = m.gaugeVec(LeasesHeld, "Shard leases this task holds, by worker (aggregator: Kinesis shards, publisher: DynamoDB stream shards).", "worker")
 	m.leaseRenewals = m.counterVec(LeaseRenewals, "Lease renewals by this task, by worker.", "worker")
@@ -371,6 +374,26 @@ func (m *Metrics) AWSOperation(service, operation string) {
 		m.awsRequests.WithLabelValues(service, operation, o)
 	}
 	m.awsRetries.WithLabelValues(service, operation)
+}
+
+// AWSEntryOperation creates the failed-entry series of one batch
+// operation at zero.
+func (m *Metrics) AWSEntryOperation(service, operation string) {
+	if m == nil {
+		return
+	}
+	for _, o := range []string{AWSError, AWSThrottled} {
+		m.awsEntries.WithLabelValues(service, operation, o)
+	}
+}
+
+// AWSEntriesFailed counts n entries of one answer to a batch operation
+// that AWS failed, with outcome AWSThrottled or AWSError.
+func (m *Metrics) AWSEntriesFailed(service, operation, outcome string, n int) {
+	if m == nil {
+		return
+	}
+	m.awsEntries.WithLabelValues(service, operation, outcome).Add(float64(n))
 }
 
 // CacheLookup counts one lookup in cache (a Cache constant).
