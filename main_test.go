@@ -10,12 +10,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/fanout/fanout/internal/awstest"
+	"github.com/fanout/fanout/metrics"
 )
 
 // buildBinary builds the production binary once for the tests here.
@@ -284,6 +287,247 @@ func TestBinary(t *testing.T) {
 			t.Error("FANOUT_AUTH=none logged no warning at start")
 		}
 	})
+}
+
+// TestBinaryEMF runs the production binary with FANOUT_EMF_NAMESPACE set,
+// delivers an event through it and stops it with SIGTERM: stdout then
+// holds only EMF documents CloudWatch accepts, and the write at the stop
+// (stamped after the signal; the periodic one comes a minute after start)
+// carries the metrics deploy/'s alarms read, with their dimensions, and
+// the delivery just made. Not the lag gauges: by then the task has
+// released its shards, whose lag their new owner reports.
+func TestBinaryEMF(t *testing.T) {
+	bin := buildBinary(t)
+	const ns = "fanout/binary-test"
+	addr := awstest.FreeAddr(t)
+	n := awstest.Name(t, "emf")
+	cmd := exec.Command(bin)
+	cmd.Env = append(append(awstest.ProcessEnv(t), resourceEnv(n)...),
+		"FANOUT_ADDR="+addr, "FANOUT_CREATE_RESOURCES=true", "FANOUT_SHUTDOWN_TIMEOUT=10s",
+		"FANOUT_AUTH=none", "FANOUT_EMF_NAMESPACE="+ns)
+	var stdout, stderr lockedBuffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waited := make(chan error, 1)
+	go func() { waited <- cmd.Wait() }()
+	defer func() {
+		cmd.Process.Kill()
+		<-waited
+	}()
+	base := "http://" + addr
+	poll(t, 30*time.Second, "ready", &stderr, func() bool {
+		resp, err := http.Get(base + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+	producer := postJSON(t, base+"/agents", `{"resourceArn":"arn:aws:iam::123456789012:role/emf-producer"}`, 200)["agentId"]
+	listener := postJSON(t, base+"/agents", `{"resourceArn":"arn:aws:iam::123456789012:role/emf-listener"}`, 200)["agentId"]
+	req, _ := http.NewRequest("PUT", base+"/agents/"+listener+"/subscriptions/"+producer, nil)
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 204 {
+		t.Fatalf("subscribe: %v %v", resp, err)
+	}
+	event := fmt.Sprintf(`{"agentId":%q,"eventType":"emf","data":1}`, producer)
+	// Publish until one delivery is counted: the subscription reaches
+	// the aggregator within its cache's second.
+	poll(t, 30*time.Second, "a delivery", &stderr, func() bool {
+		postJSON(t, base+"/events", event, 202)
+		return scrape(t, base, metrics.Deliveries) >= 1
+	})
+
+	signalled := time.Now().Truncate(time.Millisecond)
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-waited:
+		waited <- err // for the deferred wait
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v; logs:\n%s", err, stderr.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("still running 20 s after SIGTERM; logs:\n%s", stderr.String())
+	}
+
+	// What the write at the stop published: metric name and dimensions
+	// ("k=v" sorted) -> values.
+	atStop := map[string][]float64{}
+	var lines []string
+	for l := range strings.Lines(stdout.String()) {
+		lines = append(lines, strings.TrimSuffix(l, "\n"))
+	}
+	if len(lines) == 0 {
+		t.Fatalf("stdout holds no EMF line; logs:\n%s", stderr.String())
+	}
+	for _, line := range lines {
+		doc, err := parseEMF(line, ns)
+		if err != nil {
+			t.Errorf("stdout line is not an EMF document: %v: %.300s", err, line)
+			continue
+		}
+		if !doc.at.Before(signalled) {
+			for _, k := range doc.series {
+				atStop[k] = append(atStop[k], doc.values...)
+			}
+		}
+	}
+	if t.Failed() {
+		return
+	}
+	for _, want := range []string{
+		metrics.DeliveryLatency,
+		metrics.DeadLetters,
+		metrics.HTTPRequests + " status_class=5xx",
+		metrics.AWSRequests + " outcome=throttled",
+		metrics.AWSEntriesFailed + " outcome=throttled",
+	} {
+		if _, ok := atStop[want]; !ok {
+			t.Errorf("the EMF write at SIGTERM has no %s (alarmed in deploy/); %d lines on stdout", want, len(lines))
+		}
+	}
+	if v := atStop[metrics.DeliveryLatency]; len(v) == 0 || v[0] <= 0 {
+		t.Errorf("the EMF write at SIGTERM has delivery latencies %v, want the delivery made", v)
+	}
+	if v := atStop[metrics.Deliveries]; len(v) != 1 || v[0] < 1 {
+		t.Errorf("the EMF write at SIGTERM counts deliveries %v, want at least 1", v)
+	}
+}
+
+// emfDoc is what one EMF document publishes.
+type emfDoc struct {
+	at     time.Time
+	series []string // metric name, then its dimensions "k=v" in order, space-separated
+	values []float64
+}
+
+// parseEMF checks line against the CloudWatch Embedded Metric Format
+// specification (one metric directive in namespace ns; every dimension a
+// string member, every metric a number or an array of at most 100) and
+// returns what it publishes.
+func parseEMF(line, ns string) (emfDoc, error) {
+	var doc map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(line), &doc); err != nil {
+		return emfDoc{}, err
+	}
+	var meta struct {
+		Timestamp         *int64
+		CloudWatchMetrics []struct {
+			Namespace  string
+			Dimensions [][]string
+			Metrics    []struct{ Name, Unit string }
+		}
+	}
+	if err := json.Unmarshal(doc["_aws"], &meta); err != nil {
+		return emfDoc{}, fmt.Errorf("_aws: %w", err)
+	}
+	if meta.Timestamp == nil || len(meta.CloudWatchMetrics) != 1 {
+		return emfDoc{}, fmt.Errorf("_aws wants a Timestamp and one CloudWatchMetrics directive")
+	}
+	dir := meta.CloudWatchMetrics[0]
+	if dir.Namespace != ns || len(dir.Metrics) != 1 || dir.Metrics[0].Name == "" {
+		return emfDoc{}, fmt.Errorf("directive: namespace %q, %d metrics; want %q and one", dir.Namespace, len(dir.Metrics), ns)
+	}
+	out := emfDoc{at: time.UnixMilli(*meta.Timestamp)}
+	raw := doc[dir.Metrics[0].Name]
+	var v float64
+	if err := json.Unmarshal(raw, &v); err == nil {
+		out.values = []float64{v}
+	} else if err := json.Unmarshal(raw, &out.values); err != nil || len(out.values) == 0 || len(out.values) > 100 {
+		return emfDoc{}, fmt.Errorf("metric %s = %s: want a number or 1 to 100 of them", dir.Metrics[0].Name, raw)
+	}
+	for _, dims := range dir.Dimensions {
+		key := dir.Metrics[0].Name
+		for _, d := range dims {
+			var dv string
+			if err := json.Unmarshal(doc[d], &dv); err != nil {
+				return emfDoc{}, fmt.Errorf("dimension %s = %s: want a string member", d, doc[d])
+			}
+			key += " " + d + "=" + dv
+		}
+		out.series = append(out.series, key)
+	}
+	return out, nil
+}
+
+// poll calls ok until it holds, failing t with what it waited for and
+// the logs after timeout.
+func poll(t *testing.T, timeout time.Duration, what string, logs *lockedBuffer, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s in %s; logs:\n%s", what, timeout, logs.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// lockedBuffer is a process's output, safe to read while it writes.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// postJSON posts body to url, wants status, and returns the answer's
+// string members.
+func postJSON(t *testing.T, url, body string, status int) map[string]string {
+	t.Helper()
+	resp, err := http.Post(url, "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatalf("POST %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != status {
+		t.Fatalf("POST %s: %d %s, want %d", url, resp.StatusCode, b, status)
+	}
+	out := map[string]string{}
+	var raw map[string]any
+	json.Unmarshal(b, &raw)
+	for k, v := range raw {
+		if s, ok := v.(string); ok {
+			out[k] = s
+		}
+	}
+	return out
+}
+
+// scrape returns the value of the unlabelled series name on GET /metrics.
+func scrape(t *testing.T, base, name string) float64 {
+	t.Helper()
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatalf("GET /metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("GET /metrics: %s: %v", sc.Text(), err)
+			}
+			return f
+		}
+	}
+	return 0
 }
 
 // resourceEnv names a stream and tables of fanout's own, starting with n.
