@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -305,7 +304,8 @@ func TestBinaryEMF(t *testing.T) {
 	cmd.Env = append(append(awstest.ProcessEnv(t), resourceEnv(n)...),
 		"FANOUT_ADDR="+addr, "FANOUT_CREATE_RESOURCES=true", "FANOUT_SHUTDOWN_TIMEOUT=10s",
 		"FANOUT_AUTH=none", "FANOUT_EMF_NAMESPACE="+ns)
-	var stdout, stderr lockedBuffer
+	// Read only once the process has exited (Wait has copied all).
+	var stdout, stderr strings.Builder
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -315,9 +315,12 @@ func TestBinaryEMF(t *testing.T) {
 	defer func() {
 		cmd.Process.Kill()
 		<-waited
+		if t.Failed() {
+			t.Logf("logs:\n%s", stderr.String())
+		}
 	}()
 	base := "http://" + addr
-	poll(t, 30*time.Second, "ready", &stderr, func() bool {
+	poll(t, 30*time.Second, "ready", func() bool {
 		resp, err := http.Get(base + "/readyz")
 		if err != nil {
 			return false
@@ -334,7 +337,7 @@ func TestBinaryEMF(t *testing.T) {
 	event := fmt.Sprintf(`{"agentId":%q,"eventType":"emf","data":1}`, producer)
 	// Publish until one delivery is counted: the subscription reaches
 	// the aggregator within its cache's second.
-	poll(t, 30*time.Second, "a delivery", &stderr, func() bool {
+	poll(t, 30*time.Second, "a delivery", func() bool {
 		postJSON(t, base+"/events", event, 202)
 		return scrape(t, base, metrics.Deliveries) >= 1
 	})
@@ -347,10 +350,10 @@ func TestBinaryEMF(t *testing.T) {
 	case err := <-waited:
 		waited <- err // for the deferred wait
 		if err != nil {
-			t.Fatalf("exit after SIGTERM: %v; logs:\n%s", err, stderr.String())
+			t.Fatalf("exit after SIGTERM: %v", err)
 		}
 	case <-time.After(20 * time.Second):
-		t.Fatalf("still running 20 s after SIGTERM; logs:\n%s", stderr.String())
+		t.Fatal("still running 20 s after SIGTERM")
 	}
 
 	// What the write at the stop published: metric name and dimensions
@@ -361,7 +364,7 @@ func TestBinaryEMF(t *testing.T) {
 		lines = append(lines, strings.TrimSuffix(l, "\n"))
 	}
 	if len(lines) == 0 {
-		t.Fatalf("stdout holds no EMF line; logs:\n%s", stderr.String())
+		t.Fatal("stdout holds no EMF line")
 	}
 	for _, line := range lines {
 		doc, err := parseEMF(line, ns)
@@ -453,35 +456,17 @@ func parseEMF(line, ns string) (emfDoc, error) {
 	return out, nil
 }
 
-// poll calls ok until it holds, failing t with what it waited for and
-// the logs after timeout.
-func poll(t *testing.T, timeout time.Duration, what string, logs *lockedBuffer, ok func() bool) {
+// poll calls ok until it holds, failing t with what it waited for after
+// timeout.
+func poll(t *testing.T, timeout time.Duration, what string, ok func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !ok() {
 		if time.Now().After(deadline) {
-			t.Fatalf("no %s in %s; logs:\n%s", what, timeout, logs.String())
+			t.Fatalf("no %s in %s", what, timeout)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-}
-
-// lockedBuffer is a process's output, safe to read while it writes.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // postJSON posts body to url, wants status, and returns the answer's
