@@ -3,8 +3,8 @@ package pipeline
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -37,86 +37,291 @@ type recordsPutter interface {
 // Ingest writes producers' events into the Kinesis stream. It is safe for
 // concurrent use.
 //
-// Events of one producer in one call are packed into as few records as
-// possible (a JSON array per record, each under the record size limit) and a
-// producer's records are written one after another, so a retried record can
-// never land behind a later one: per-producer order survives partial
-// PutRecords failures. Packing also cuts Kinesis payload units and the
-// aggregator's reads.
+// Ingest commits in groups: one committer puts records while events
+// arrive, and everything that arrives while a PutRecords call is in flight
+// goes in the next call, each producer's waiting events — from any number
+// of concurrent Publish calls — packed into as few records as the record
+// size limit allows (a JSON array per record). Nothing waits when Ingest is
+// idle: the first event starts a call at once. Under load a record carries
+// many events, which cuts Kinesis payload units and the aggregator's reads.
+//
+// A producer has at most one record in flight: its next record is formed
+// and sent only after the previous one was accepted or given up, so a
+// retried record can never land behind a later one and per-producer order
+// (the order in which its events reached Publish) survives partial
+// PutRecords failures. Records of different producers share calls.
 type Ingest struct {
 	kc       recordsPutter
 	stream   string
 	retryFor time.Duration
 	// recordLimit bounds a packed record: maxRecordBytes (tests lower it).
 	recordLimit int
+
+	mu sync.Mutex
+	// queues holds each producer with events waiting or a record to put;
+	// order lists them first-seen, so records go out in arrival order.
+	queues  map[string]*producerQueue
+	order   []string
+	running bool          // a committer goroutine runs
+	wake    chan struct{} // new events for a committer waiting out a backoff
 }
 
 // NewIngest returns an Ingest writing to stream through kc.
 func NewIngest(kc recordsPutter, stream string) *Ingest {
-	return &Ingest{kc: kc, stream: stream, retryFor: ingestRetryFor, recordLimit: maxRecordBytes}
+	return &Ingest{
+		kc: kc, stream: stream, retryFor: ingestRetryFor, recordLimit: maxRecordBytes,
+		queues: map[string]*producerQueue{}, wake: make(chan struct{}, 1),
+	}
 }
 
-// pendingRecord is one record to put: a producer's chunk of events.
+// publishRequest is one Publish call waiting for its events.
+type publishRequest struct {
+	receipts []event.Receipt
+	events   []event.Event
+	left     int   // events not yet accepted
+	err      error // why it failed; set once, before done closes
+	done     chan struct{}
+}
+
+// over reports whether req is answered (all in, or failed).
+func (r *publishRequest) over() bool { return r.left == 0 || r.err != nil }
+
+// fail answers req with err unless it is answered already.
+func (r *publishRequest) fail(err error) {
+	if !r.over() {
+		r.err = err
+		close(r.done)
+	}
+}
+
+// queuedEvent is one event of a request, encoded, waiting for a record.
+type queuedEvent struct {
+	req  *publishRequest
+	idx  int // in req.events
+	data []byte
+}
+
+// producerQueue is a producer's events not yet in a record, and its one
+// record being put (or waiting to be retried).
+type producerQueue struct {
+	waiting []queuedEvent
+	head    *pendingRecord
+}
+
+// pendingRecord is one record to put: a producer's chunk of events,
+// possibly of several requests.
 type pendingRecord struct {
-	producer string
-	data     []byte
-	events   []int // indexes in the Publish call of the events it holds
+	producer  string
+	data      []byte
+	events    []queuedEvent
+	attempts  int
+	deadline  time.Time // given up when refused after it
+	notBefore time.Time // backing off until then
+	lastErr   error
+}
+
+// live reports whether any request in r still waits for it.
+func (r *pendingRecord) live() bool {
+	for _, e := range r.events {
+		if !e.req.over() {
+			return true
+		}
+	}
+	return false
 }
 
 // Publish puts events into the stream and returns, in order, where each one
 // landed. It returns only when every event is in Kinesis; otherwise an error
 // wrapping event.ErrUnavailable (some events may then be in the stream: a retry
-// with the same eventIds is deduplicated downstream). Every event must have
-// its EventID and Timestamp set.
+// with the same eventIds is deduplicated downstream). A record that is given
+// up fails exactly the requests with events in it. When ctx ends first,
+// Publish returns at once; its events not yet sent are dropped. Every
+// event must have its EventID and Timestamp set.
 func (in *Ingest) Publish(ctx context.Context, events []event.Event) ([]event.Receipt, error) {
-	queues, err := packRecords(events, in.recordLimit)
+	encoded, err := encodeEvents(events, in.recordLimit)
 	if err != nil {
 		return nil, err
 	}
-	receipts := make([]event.Receipt, len(events))
-	deadline := time.Now().Add(in.retryFor)
-	for attempt := 0; len(queues) > 0; attempt++ {
-		// The head record of each producer goes in this round; the next
-		// one of that producer only after it is in.
-		heads := make([]*pendingRecord, 0, len(queues))
-		for _, q := range queues {
-			heads = append(heads, q[0])
+	if len(events) == 0 {
+		return []event.Receipt{}, nil
+	}
+	req := &publishRequest{receipts: make([]event.Receipt, len(events)), events: events, left: len(events), done: make(chan struct{})}
+	in.mu.Lock()
+	for i, e := range events {
+		q, ok := in.queues[e.AgentID]
+		if !ok {
+			q = &producerQueue{}
+			in.queues[e.AgentID] = q
+			in.order = append(in.order, e.AgentID)
 		}
-		done, err := in.putRound(ctx, heads, receipts, events)
-		if err != nil && !errors.Is(err, errRetryable) {
-			return nil, err
-		}
-		next := queues[:0]
-		for _, q := range queues {
-			if done[q[0]] {
-				q = q[1:]
-			}
-			if len(q) > 0 {
-				next = append(next, q)
-			}
-		}
-		queues = next
-		if len(queues) == 0 {
-			break
-		}
-		if len(done) == 0 { // no progress: back off
-			if time.Now().After(deadline) {
-				return nil, fmt.Errorf("stream %s: %d records not accepted after %d attempts: %w (%v)", in.stream, len(queues), attempt+1, event.ErrUnavailable, err)
-			}
-			if !backoff.Sleep(ctx, backoff.Delay(attempt)) {
-				return nil, fmt.Errorf("stream %s: %w: %v", in.stream, event.ErrUnavailable, ctx.Err())
-			}
+		q.waiting = append(q.waiting, queuedEvent{req: req, idx: i, data: encoded[i]})
+	}
+	if !in.running {
+		in.running = true
+		// The committer serves every request, so it must outlive this
+		// one's ctx; each call is bounded by retryFor instead.
+		go in.commit(context.WithoutCancel(ctx))
+	} else {
+		select {
+		case in.wake <- struct{}{}:
+		default:
 		}
 	}
-	return receipts, nil
+	in.mu.Unlock()
+
+	select {
+	case <-req.done:
+	case <-ctx.Done():
+	}
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	req.fail(fmt.Errorf("stream %s: %w: %v", in.stream, event.ErrUnavailable, ctx.Err()))
+	if req.err != nil {
+		return nil, req.err
+	}
+	return req.receipts, nil
 }
 
-var errRetryable = errors.New("retryable")
+// commit puts rounds of records until no producer has anything waiting.
+func (in *Ingest) commit(ctx context.Context) {
+	for {
+		in.mu.Lock()
+		recs, wait, idle := in.nextRound(time.Now())
+		if idle {
+			in.running = false
+			in.mu.Unlock()
+			return
+		}
+		in.mu.Unlock()
+		if len(recs) == 0 { // every record backs off: wait, or for new events
+			t := time.NewTimer(wait)
+			select {
+			case <-t.C:
+			case <-in.wake:
+			}
+			t.Stop()
+			continue
+		}
+		cctx, cancel := context.WithTimeout(ctx, in.retryFor)
+		done, err := in.putRound(cctx, recs)
+		cancel()
+		in.mu.Lock()
+		in.settle(recs, done, err, time.Now())
+		in.mu.Unlock()
+	}
+}
+
+// nextRound returns the records to put now: each producer's record, formed
+// from its waiting events if it has none, unless it backs off. wait is the
+// shortest backoff left when no record is ready; idle says nothing waits
+// at all. Called with in.mu held.
+func (in *Ingest) nextRound(now time.Time) (recs []*pendingRecord, wait time.Duration, idle bool) {
+	wait = backoff.Max
+	order := in.order[:0]
+	for _, p := range in.order {
+		q := in.queues[p]
+		if q.head != nil && !q.head.live() {
+			q.head = nil // everyone waiting for it gave up
+		}
+		if q.head == nil {
+			q.head = in.formRecord(p, q, now)
+		}
+		if q.head == nil {
+			delete(in.queues, p)
+			continue
+		}
+		order = append(order, p)
+		if d := q.head.notBefore.Sub(now); d > 0 {
+			wait = min(wait, d)
+			continue
+		}
+		recs = append(recs, q.head)
+	}
+	clear(in.order[len(order):])
+	in.order = order
+	return recs, wait, len(in.order) == 0
+}
+
+// formRecord takes q's waiting events, in order, into one record of at most
+// in.recordLimit bytes, skipping events of requests already answered; nil
+// when none wait. Sizes count what event.EncodeRecord adds: an array's two
+// brackets and one comma per event.
+func (in *Ingest) formRecord(producer string, q *producerQueue, now time.Time) *pendingRecord {
+	r := &pendingRecord{producer: producer, deadline: now.Add(in.retryFor)}
+	size, n := 2, 0
+	for ; n < len(q.waiting); n++ {
+		e := q.waiting[n]
+		if e.req.over() {
+			continue
+		}
+		if len(r.events) > 0 && size+len(e.data)+1 > in.recordLimit {
+			break
+		}
+		r.events = append(r.events, e)
+		size += len(e.data) + 1
+	}
+	q.waiting = q.waiting[n:]
+	if len(r.events) == 0 {
+		return nil
+	}
+	chunk := make([][]byte, len(r.events))
+	for i, e := range r.events {
+		chunk[i] = e.data
+	}
+	r.data = event.EncodeRecord(chunk)
+	return r
+}
+
+// settle records a round's outcome: accepted records answer their events;
+// refused ones are retried at once when the round made progress, after a
+// backoff when it made none, and given up past their deadline, failing
+// their requests. Called with in.mu held.
+func (in *Ingest) settle(recs []*pendingRecord, done map[*pendingRecord]types.PutRecordsResultEntry, err error, now time.Time) {
+	// A round without progress backs off as one, so the records it
+	// carried are retried together, in one call.
+	attempts := 0
+	for _, r := range recs {
+		attempts = max(attempts, r.attempts)
+	}
+	retryAt := now.Add(backoff.Delay(attempts))
+	for _, r := range recs {
+		q := in.queues[r.producer]
+		res, ok := done[r]
+		if ok {
+			q.head = nil
+			for _, e := range r.events {
+				if e.req.over() {
+					continue
+				}
+				e.req.receipts[e.idx] = event.Receipt{EventID: e.req.events[e.idx].EventID, ShardID: aws.ToString(res.ShardId), SequenceNumber: aws.ToString(res.SequenceNumber)}
+				if e.req.left--; e.req.left == 0 {
+					close(e.req.done)
+				}
+			}
+			continue
+		}
+		r.attempts++
+		r.lastErr = err
+		switch {
+		case now.After(r.deadline):
+			q.head = nil
+			gaveUp := fmt.Errorf("stream %s producer %s: record of %d events not accepted after %d attempts: %w (%v)", in.stream, r.producer, len(r.events), r.attempts, event.ErrUnavailable, r.lastErr)
+			for _, e := range r.events {
+				e.req.fail(gaveUp)
+			}
+		case len(done) > 0:
+			r.notBefore = now
+		default:
+			r.notBefore = retryAt
+		}
+	}
+}
 
 // putRound puts recs with as few PutRecords calls as the limits allow and
-// reports which were accepted, filling their events' receipts.
-func (in *Ingest) putRound(ctx context.Context, recs []*pendingRecord, receipts []event.Receipt, events []event.Event) (map[*pendingRecord]bool, error) {
-	done := map[*pendingRecord]bool{}
+// reports which were accepted, with where they landed, and the last error
+// of those that were not.
+func (in *Ingest) putRound(ctx context.Context, recs []*pendingRecord) (map[*pendingRecord]types.PutRecordsResultEntry, error) {
+	done := map[*pendingRecord]types.PutRecordsResultEntry{}
 	var lastErr error
 	for len(recs) > 0 {
 		n, size := 0, 0
@@ -132,9 +337,6 @@ func (in *Ingest) putRound(ctx context.Context, recs []*pendingRecord, receipts 
 		}
 		out, err := in.kc.PutRecords(ctx, input)
 		if err != nil {
-			if ctx.Err() != nil {
-				return done, fmt.Errorf("stream %s: %w: %v", in.stream, event.ErrUnavailable, err)
-			}
 			lastErr = err
 			continue
 		}
@@ -145,73 +347,25 @@ func (in *Ingest) putRound(ctx context.Context, recs []*pendingRecord, receipts 
 				}
 				continue
 			}
-			r := batch[i]
-			done[r] = true
-			for _, j := range r.events {
-				receipts[j] = event.Receipt{EventID: events[j].EventID, ShardID: aws.ToString(res.ShardId), SequenceNumber: aws.ToString(res.SequenceNumber)}
-			}
+			done[batch[i]] = res
 		}
 	}
-	if lastErr != nil {
-		return done, fmt.Errorf("%w: %v", errRetryable, lastErr)
-	}
-	return done, nil
+	return done, lastErr
 }
 
-// packRecords groups events by producer, keeping their order, into records
-// of at most limit bytes: a lone event is written as an object (exactly
-// what a producer putting straight into Kinesis writes), several as an array.
-// It returns one queue of records per producer, producers in first-seen order.
-func packRecords(events []event.Event, limit int) ([][]*pendingRecord, error) {
-	var queues [][]*pendingRecord
-	byProducer := map[string]int{}
-	var (
-		chunkIdx  []int    // indexes of the events of the record being packed
-		chunkData [][]byte // and their JSON
-	)
-	flush := func(producer string) {
-		if len(chunkIdx) == 0 {
-			return
-		}
-		r := &pendingRecord{producer: producer, events: chunkIdx, data: event.EncodeRecord(chunkData)}
-		q, ok := byProducer[producer]
-		if !ok {
-			q = len(queues)
-			byProducer[producer] = q
-			queues = append(queues, nil)
-		}
-		queues[q] = append(queues[q], r)
-		chunkIdx, chunkData = nil, nil
-	}
-	// Walk producers in first-seen order, each producer's events in order.
-	order := []string{}
-	idxs := map[string][]int{}
+// encodeEvents returns each event's JSON, or event.ErrTooLarge naming the
+// first event that could not fit in a record of limit bytes.
+func encodeEvents(events []event.Event, limit int) ([][]byte, error) {
+	out := make([][]byte, len(events))
 	for i, e := range events {
-		if _, ok := idxs[e.AgentID]; !ok {
-			order = append(order, e.AgentID)
+		data, err := json.Marshal(e)
+		if err != nil {
+			return nil, fmt.Errorf("event %d: %w", i, err)
 		}
-		idxs[e.AgentID] = append(idxs[e.AgentID], i)
-	}
-	// Sizes count what event.EncodeRecord adds: an array's two brackets and
-	// one comma per event.
-	for _, p := range order {
-		size := 2
-		for _, i := range idxs[p] {
-			data, err := json.Marshal(events[i])
-			if err != nil {
-				return nil, fmt.Errorf("event %d: %w", i, err)
-			}
-			if len(data)+2 > limit {
-				return nil, fmt.Errorf("event %d (%d bytes): %w", i, len(data), event.ErrTooLarge)
-			}
-			if size+len(data)+1 > limit {
-				flush(p)
-				size = 2
-			}
-			chunkIdx, chunkData = append(chunkIdx, i), append(chunkData, data)
-			size += len(data) + 1
+		if len(data)+2 > limit {
+			return nil, fmt.Errorf("event %d (%d bytes): %w", i, len(data), event.ErrTooLarge)
 		}
-		flush(p)
+		out[i] = data
 	}
-	return queues, nil
+	return out, nil
 }
