@@ -66,11 +66,21 @@ func (s *Store) Replay(ctx context.Context, subscriber, id string) (store.Replay
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	r, ok := s.replayMap()[replayKey{subscriber, id}]
-	if !ok {
-		return store.Replay{}, fmt.Errorf("%s: %w", what, store.ErrNotFound)
+	r, err := s.findReplay(what, subscriber, id)
+	if err != nil {
+		return store.Replay{}, err
 	}
 	return copyReplay(*r), nil
+}
+
+// findReplay returns the replay or an error, for what, wrapping
+// store.ErrNotFound; s.mu must be held.
+func (s *Store) findReplay(what, subscriber, id string) (*store.Replay, error) {
+	r, ok := s.replayMap()[replayKey{subscriber, id}]
+	if !ok {
+		return nil, fmt.Errorf("%s: %w", what, store.ErrNotFound)
+	}
+	return r, nil
 }
 
 // CancelReplay ends a running replay as cancelled and returns it as it
@@ -82,9 +92,9 @@ func (s *Store) CancelReplay(ctx context.Context, subscriber, id string, at time
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	r, ok := s.replayMap()[replayKey{subscriber, id}]
-	if !ok {
-		return store.Replay{}, fmt.Errorf("%s: %w", what, store.ErrNotFound)
+	r, err := s.findReplay(what, subscriber, id)
+	if err != nil {
+		return store.Replay{}, err
 	}
 	if r.State == store.ReplayRunning {
 		r.State, r.UpdatedAt = store.ReplayCancelled, stored(at)
