@@ -70,12 +70,37 @@ func eventSortKey(e SubscriberEvent) string {
 // DecodeEventImage decodes the NewImage of a SubscriberEvents stream record,
 // given as plain JSON: the image converted with the dynamodbstreams
 // attributevalue package's UnmarshalMap into a map[string]any, then
-// json.Marshal'ed. Data comes back byte for byte as written.
-func DecodeEventImage(image []byte) (SubscriberEvent, error) {
+// json.Marshal'ed. It returns the item's events in order: those of a
+// packed item (PutEventRun), or the one event of a one-event item
+// (PutEvent, and fanout before packing). Data comes back byte for byte as
+// written.
+func DecodeEventImage(image []byte) ([]SubscriberEvent, error) {
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(image, &m); err != nil {
-		return SubscriberEvent{}, fmt.Errorf("decode event image: %w", err)
+		return nil, fmt.Errorf("decode event image: %w", err)
 	}
+	format, err := imageFormat(m)
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("decode event image: %w", err)
+	case format == runFormat:
+		events, err := decodeImageRun(m)
+		if err != nil {
+			return nil, fmt.Errorf("decode event image: %w", err)
+		}
+		return events, nil
+	case format != 1:
+		return nil, fmt.Errorf("decode event image: item format %d is newer than this version of fanout reads", format)
+	}
+	e, err := decodeOneEventImage(m)
+	if err != nil {
+		return nil, err
+	}
+	return []SubscriberEvent{e}, nil
+}
+
+// decodeOneEventImage decodes the image of a one-event item.
+func decodeOneEventImage(m map[string]json.RawMessage) (SubscriberEvent, error) {
 	var (
 		e    SubscriberEvent
 		data string

@@ -2,17 +2,15 @@ package store
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
-
-	"github.com/fanout/fanout/event"
 )
 
 // ErrConflict: a conditional write lost: the replay is not (or no longer)
@@ -347,26 +345,40 @@ type ReplayQuery struct {
 // subscriber's log.
 type LoggedEvent struct {
 	SubscriberEvent
-	// Position orders a subscriber's events by time; ReplayQuery.After
-	// takes it.
+	// Position is the sort key of the item that holds the event (every
+	// event of a packed item has the same); ReplayQuery.After takes it.
+	// Positions order a subscriber's items by their first event's time.
 	Position string
 }
 
-// ReplayEvents reads one page of q's events, in log order (by timestamp,
-// then producer and event id), read consistently, and returns the
-// position to read the next page after: "" when the window has no more.
-// A page may hold no events and still have a next one (all it read was
-// another producer's). Reading from After onwards never skips an item:
-// it is DynamoDB's ExclusiveStartKey.
+// PositionTime is the timestamp that p, a Position, starts with: the
+// first event's of its item. Events of one item share it.
+func PositionTime(p string) string {
+	if i := strings.IndexByte(p, '#'); i >= 0 {
+		return p[:i]
+	}
+	return p
+}
+
+// ReplayEvents reads one page of q's items, in log order (by their first
+// event's timestamp, then producer and event id), read consistently, and
+// returns their events whose timestamps lie in the window, each item's in
+// its order, and the position to read the next page after: "" when the
+// window has no more. A page may hold no events and still have a next
+// one (all it read was another producer's, or outside the window). Reading
+// from After onwards never skips an item: it is DynamoDB's
+// ExclusiveStartKey. Items that begin up to MaxRunSpan before From are
+// read too, as they may hold events of the window.
 func (s *Store) ReplayEvents(ctx context.Context, q ReplayQuery) (events []LoggedEvent, next string, err error) {
+	from, to := formatTime(q.From), formatTime(q.To)
 	in := &dynamodb.QueryInput{
 		TableName:                aws.String(s.tables.SubscriberEvents),
 		KeyConditionExpression:   aws.String("#s = :s AND #k BETWEEN :lo AND :hi"),
 		ExpressionAttributeNames: map[string]string{"#s": attrSubscriberID, "#k": attrEventSortKey},
 		ExpressionAttributeValues: map[string]types.AttributeValue{
-			// Keys start with the timestamp, so every key of From's
+			// Keys start with the timestamp, so every key of lo's
 			// millisecond is above lo, and every key of To's above hi.
-			":s": attrS(q.SubscriberID), ":lo": attrS(formatTime(q.From)), ":hi": attrS(formatTime(q.To)),
+			":s": attrS(q.SubscriberID), ":lo": attrS(formatTime(q.From.Add(-MaxRunSpan))), ":hi": attrS(to),
 		},
 		ConsistentRead: aws.Bool(true),
 		Limit:          s.pageLimit(),
@@ -388,11 +400,20 @@ func (s *Store) ReplayEvents(ctx context.Context, q ReplayQuery) (events []Logge
 	}
 	events = make([]LoggedEvent, 0, len(page.Items))
 	for _, it := range page.Items {
-		e, err := s.decodeEventItem(it)
-		if err != nil {
-			return nil, "", err
+		r := reader{item: it}
+		pos := r.str(attrEventSortKey)
+		item, err := decodeRunItem(it)
+		if err == nil {
+			err = r.err
 		}
-		events = append(events, e)
+		if err != nil {
+			return nil, "", fmt.Errorf("read events of subscriber %s: table %s: item %q: %w", q.SubscriberID, s.tables.SubscriberEvents, pos, err)
+		}
+		for _, e := range item {
+			if e.Timestamp >= from && e.Timestamp < to {
+				events = append(events, LoggedEvent{SubscriberEvent: e, Position: pos})
+			}
+		}
 	}
 	if page.LastEvaluatedKey != nil {
 		r := reader{item: page.LastEvaluatedKey}
@@ -402,24 +423,4 @@ func (s *Store) ReplayEvents(ctx context.Context, q ReplayQuery) (events []Logge
 		}
 	}
 	return events, next, nil
-}
-
-// decodeEventItem reads a SubscriberEvents item.
-func (s *Store) decodeEventItem(it map[string]types.AttributeValue) (LoggedEvent, error) {
-	r := reader{item: it}
-	e := LoggedEvent{
-		SubscriberEvent: SubscriberEvent{
-			Event: event.Event{
-				EventID: r.str(attrEventID), AgentID: r.str(attrProducerID), EventType: r.str(attrEventType),
-				Timestamp: r.str(attrEventTimestamp), Data: json.RawMessage(r.str(attrData)),
-			},
-			SubscriberID: r.str(attrSubscriberID), ShardID: r.str(attrShardID), Seq: r.str(attrSeq),
-			Index: r.number(attrIndex, 0),
-		},
-		Position: r.str(attrEventSortKey),
-	}
-	if r.err != nil {
-		return LoggedEvent{}, fmt.Errorf("table %s: %w", s.tables.SubscriberEvents, r.err)
-	}
-	return e, nil
 }
