@@ -115,9 +115,9 @@ func New(ctx context.Context, cfg Config, awsCfg aws.Config, log *zap.Logger) (*
 	}
 
 	a := &App{cfg: cfg, log: log, ln: ln, calls: calls, metrics: m, emfOut: os.Stdout}
-	agg := pipeline.NewAggregator(pipeline.AggregatorDeps{Subscribers: st, Agents: st, Events: st, EventIDs: st, DeadLetters: st, Metrics: m}, log)
+	agg := pipeline.NewAggregator(pipeline.AggregatorDeps{Subscribers: st, Agents: st, Events: st, EventIDs: st, DeadLetters: st, Metrics: m, OneEventItems: !cfg.PackEvents}, log)
 	a.aggregator = kcl.NewKinesisWorker(kcl.Config{
-		Name: cfg.AggregatorLeaseTable, Stream: cfg.Stream, Region: awsCfg.Region, WorkerID: cfg.WorkerID,
+		Name: cfg.AggregatorLeaseTable, Stream: cfg.Stream, Region: awsCfg.Region, WorkerID: cfg.WorkerID, MaxRecords: cfg.KinesisMaxRecords,
 		Monitor: m.Worker(metrics.WorkerAggregator),
 	}, kc, ddb, agg, log)
 	pub := pipeline.NewPublisher(pipeline.PublisherDeps{Agents: st, Queues: st, DeadLetters: st, Metrics: m}, log)

@@ -25,6 +25,8 @@ const (
 	// defaultStreamShards applies only when fanout creates the stream itself
 	// (local runs): two shards exercise lease sharing without costing much.
 	defaultStreamShards = 2
+	// defaultKinesisMaxRecords is KCL's usual batch.
+	defaultKinesisMaxRecords = 1000
 	// defaultShutdownTimeout leaves 5 s of ECS's default 30 s stop timeout
 	// for the runtime to exit after draining HTTP and releasing leases.
 	defaultShutdownTimeout = 25 * time.Second
@@ -67,6 +69,14 @@ type Config struct {
 	// pages small.
 	ReplayRate      float64
 	ReplayPageItems int32
+	// PackEvents makes the aggregator pack each subscriber's run of a
+	// producer's events into one SubscriberEvents item; false writes one
+	// item per event, which versions before packing read (a rolling
+	// update from one of them runs with false first).
+	PackEvents bool
+	// KinesisMaxRecords is how many records one Kinesis read returns at
+	// most: the aggregator's batch.
+	KinesisMaxRecords int
 }
 
 // Variable documents one environment variable fanout reads.
@@ -98,6 +108,8 @@ func Variables() []Variable {
 		{"FANOUT_WORKER_ID", "host name + random suffix", "Name of this task in the KCL lease tables."},
 		{"FANOUT_AUTH", AuthIAM, "iam: callers prove their IAM principal with a bearer token (a presigned sts:GetCallerIdentity) and act only as themselves; none: no authentication, anyone may do anything (logged as a warning at start)."},
 		{"FANOUT_AUDIENCE", defaultAudience, "What every token must have signed in its x-fanout-audience header: a name for this deployment, so a token for another one is refused."},
+		{"FANOUT_PACK_EVENTS", "true", "true: pack each subscriber's run of a producer's events into one SubscriberEvents item (fewer, larger writes); false: one item per event, which fanout versions before packing read: set it while updating from such a version, then remove it."},
+		{"FANOUT_KINESIS_MAX_RECORDS", strconv.Itoa(defaultKinesisMaxRecords), "Most records one Kinesis read returns (1 to 10000): the aggregator's batch."},
 		{"FANOUT_ADMINS", "(none)", "Comma-separated IAM role, user or account root ARNs that may act for any agent (an operator role, CI)."},
 	}
 }
@@ -127,6 +139,8 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		LogLevel:              zapcore.InfoLevel,
 		WorkerID:              str("FANOUT_WORKER_ID", ""),
 		EMFNamespace:          str("FANOUT_EMF_NAMESPACE", ""),
+		PackEvents:            true,
+		KinesisMaxRecords:     defaultKinesisMaxRecords,
 	}
 	var errs []error
 	if v := getenv("FANOUT_CREATE_RESOURCES"); v != "" {
@@ -135,6 +149,20 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 			errs = append(errs, fmt.Errorf("FANOUT_CREATE_RESOURCES=%q: use true or false", v))
 		}
 		c.CreateResources = b
+	}
+	if v := getenv("FANOUT_PACK_EVENTS"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("FANOUT_PACK_EVENTS=%q: use true or false", v))
+		}
+		c.PackEvents = b
+	}
+	if v := getenv("FANOUT_KINESIS_MAX_RECORDS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 10000 {
+			errs = append(errs, fmt.Errorf("FANOUT_KINESIS_MAX_RECORDS=%q: use a whole number from 1 to 10000", v))
+		}
+		c.KinesisMaxRecords = n
 	}
 	if v := getenv("FANOUT_STREAM_SHARDS"); v != "" {
 		n, err := strconv.Atoi(v)

@@ -8,9 +8,11 @@
 package kcl
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -85,8 +87,28 @@ const stopMargin = 3 * time.Second
 // set aside), and an error only when ctx is cancelled first, in which case
 // nothing of the batch is checkpointed and the shard's next owner reads it
 // again. Records of a DynamoDB stream carry a Change (see DecodeChange).
+//
+// A handler may also answer that a batch is not complete yet: an error
+// wrapping ErrIncomplete says that its records can be made durable only
+// together with records that follow (a write an earlier owner made reaches
+// past the batch's end). Nothing is checkpointed; the records come again,
+// followed by the next batch, in the next call. Every call therefore gets
+// every record since the shard's last checkpoint that an ErrIncomplete
+// left unacknowledged.
 type Handler interface {
 	Handle(ctx context.Context, shardID string, records []types.Record) error
+}
+
+// ErrIncomplete is what a Handler's error wraps when its batch needs the
+// records that follow it (see Handler).
+var ErrIncomplete = errors.New("batch incomplete: it needs the records that follow")
+
+// A Resumer is a Handler told when it takes a shard over: the first batch
+// then starts at the shard's checkpoint, and writes an earlier owner (or
+// an earlier lease of this worker) made from records after it may be
+// there already.
+type Resumer interface {
+	Resume(shardID string)
 }
 
 // Config names one KCL application.
@@ -101,6 +123,9 @@ type Config struct {
 	// Monitor receives the worker's leases, reads and lag; nil records
 	// nothing.
 	Monitor Monitor
+	// MaxRecords bounds the records of one read (one batch); 0 is
+	// maxRecordsPerRead.
+	MaxRecords int
 }
 
 func (c Config) monitor() Monitor {
@@ -136,7 +161,7 @@ func newKCLConfig(cfg Config, log *zap.Logger) *config.KinesisClientLibConfigura
 		WithIdleTimeBetweenReadsInMillis(idleBetweenReadsMillis).
 		WithFailoverTimeMillis(failoverMillis).
 		WithLeaseRefreshWaitTime(leaseRefreshMillis).
-		WithMaxRecords(maxRecordsPerRead).
+		WithMaxRecords(cmp.Or(cfg.MaxRecords, maxRecordsPerRead)).
 		WithLeaseStealing(false).
 		WithMonitoringService(monitoring{cfg.monitor()}).
 		WithLogger(kclLogger{log.With(zap.String("worker", cfg.Name)).WithOptions(zap.AddCallerSkip(1)).Sugar()})
@@ -238,11 +263,17 @@ type processor struct {
 	// Nothing after it may be acknowledged, SHARD_END included, or that
 	// batch would be skipped by the next owner.
 	abandoned bool
-	mu        sync.Mutex // KCL calls one processor from one goroutine; this guards Shutdown racing it
+	// held are records since the checkpoint a handler left incomplete
+	// (ErrIncomplete): passed again, before the next batch.
+	held []types.Record
+	mu   sync.Mutex // KCL calls one processor from one goroutine; this guards Shutdown racing it
 }
 
 func (p *processor) Initialize(in *kcl.InitializationInput) {
 	p.shardID = in.ShardId
+	if r, ok := p.w.handler.(Resumer); ok {
+		r.Resume(in.ShardId)
+	}
 	p.w.log.Info("lease acquired", zap.String("shard_id", in.ShardId), zap.String("checkpoint", aws.ToString(in.ExtendedSequenceNumber.SequenceNumber)))
 }
 
@@ -255,13 +286,26 @@ func (p *processor) ProcessRecords(in *kcl.ProcessRecordsInput) {
 	if at := in.Records[len(in.Records)-1].ApproximateArrivalTimestamp; at != nil {
 		p.w.monitor.RecordAge(p.shardID, time.Since(*at))
 	}
-	if err := p.w.handler.Handle(p.w.procCtx, p.shardID, in.Records); err != nil {
+	records := in.Records
+	if len(p.held) > 0 {
+		records = slices.Concat(p.held, in.Records)
+		p.held = nil
+	}
+	err := p.w.handler.Handle(p.w.procCtx, p.shardID, records)
+	if errors.Is(err, ErrIncomplete) {
+		// Bounded: what an earlier owner wrote past its checkpoint came
+		// from one batch of at most maxRecordsPerRead records.
+		p.held = records
+		p.w.log.Info("batch held until the records that follow arrive", zap.String("shard_id", p.shardID), zap.Int("records", len(records)), zap.Error(err))
+		return
+	}
+	if err != nil {
 		// Stopping: leave the batch unacknowledged for the next owner.
 		p.abandoned = true
 		p.w.log.Warn("batch abandoned; the next owner replays it", zap.String("shard_id", p.shardID), zap.Error(err))
 		return
 	}
-	last := in.Records[len(in.Records)-1].SequenceNumber
+	last := records[len(records)-1].SequenceNumber
 	if err := in.Checkpointer.Checkpoint(last); err != nil {
 		// The lease may have moved: the new owner replays from its last
 		// checkpoint, and every write downstream is idempotent.
@@ -279,7 +323,7 @@ func (p *processor) Shutdown(in *kcl.ShutdownInput) {
 		p.w.log.Info("lease released", zap.String("shard_id", p.shardID))
 		return
 	}
-	if p.abandoned || p.w.procCtx.Err() != nil {
+	if p.abandoned || len(p.held) > 0 || p.w.procCtx.Err() != nil {
 		p.w.log.Warn("shard end not checkpointed: its last batch was not handled; the next owner reads it again", zap.String("shard_id", p.shardID))
 		return
 	}

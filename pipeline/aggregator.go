@@ -5,6 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
+	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -13,6 +17,7 @@ import (
 
 	"github.com/fanout/fanout/event"
 	"github.com/fanout/fanout/filter"
+	"github.com/fanout/fanout/kcl"
 	"github.com/fanout/fanout/metrics"
 	"github.com/fanout/fanout/store"
 )
@@ -53,10 +58,14 @@ type agentGetter interface {
 	Agent(ctx context.Context, agentID string) (store.Agent, error)
 }
 
-// eventWriter is satisfied by *store.Store. PutEvent must be idempotent:
-// writing an item that is already there reports created=false, no error.
+// eventWriter is satisfied by *store.Store. PutEvent writes one-event
+// items and PutEventRun packed ones, each conditionally on its key
+// (writing an item that is there already writes nothing); RunSpans finds
+// what items of a producer's shard begin in a range of timestamps.
 type eventWriter interface {
 	PutEvent(ctx context.Context, e store.SubscriberEvent) (created bool, err error)
+	PutEventRun(ctx context.Context, events []store.SubscriberEvent) (existing *store.RunSpan, err error)
+	RunSpans(ctx context.Context, subscriberID, producerID, shardID, from, to string) ([]store.RunSpan, error)
 }
 
 // eventIDClaimer is satisfied by *store.Store: ClaimEventID returns the
@@ -78,6 +87,14 @@ type Aggregator struct {
 	watch  *Watchdog
 	rec    Recorder
 	log    *zap.Logger
+	// oneEventItems: write one item per event (PutEvent), as fanout did
+	// before packing, for a rolling update from such a version.
+	oneEventItems bool
+
+	mu sync.Mutex
+	// resumed holds the shards taken over (Resume) whose first batch has
+	// not been made durable yet.
+	resumed map[string]bool
 }
 
 // follower is a subscription with its filter parsed.
@@ -97,6 +114,10 @@ type AggregatorDeps struct {
 	// Metrics counts dead letters, repeats and cache lookups; nil counts
 	// nothing.
 	Metrics Recorder
+	// OneEventItems makes the aggregator write one SubscriberEvents item
+	// per event, which fanout versions before packed items read; false
+	// packs each subscriber's run of a producer's events into one item.
+	OneEventItems bool
 }
 
 // NewAggregator returns an Aggregator over deps.
@@ -138,6 +159,9 @@ func NewAggregator(deps AggregatorDeps, log *zap.Logger) *Aggregator {
 		watch:  watch,
 		rec:    rec,
 		log:    log,
+
+		oneEventItems: deps.OneEventItems,
+		resumed:       map[string]bool{},
 	}
 	a.subs.counted = func(hit bool) { rec.CacheLookup(metrics.CacheSubscribers, hit) }
 	a.known.counted = func(hit bool) { rec.CacheLookup(metrics.CacheProducers, hit) }
@@ -148,9 +172,20 @@ func NewAggregator(deps AggregatorDeps, log *zap.Logger) *Aggregator {
 // StuckAfter.
 func (a *Aggregator) Stuck() []Stuck { return a.watch.Stuck() }
 
+// Resume marks shardID as taken over (kcl.Resumer): until a batch of it
+// is durable, the aggregator first reads which of the batch's events
+// earlier writers made durable (see writeRuns).
+func (a *Aggregator) Resume(shardID string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.resumed[shardID] = true
+}
+
 // Handle makes every record of one shard batch durable in SubscriberEvents
 // (or the dead letters) and returns nil; it returns an error only when ctx
-// is cancelled first, and then nothing may be checkpointed (kcl.Handler).
+// is cancelled first, and then nothing may be checkpointed (kcl.Handler),
+// or an error wrapping kcl.ErrIncomplete when an item an earlier writer
+// made reaches past the batch's last record.
 //
 // An event whose producer-chosen eventId an earlier event of its producer
 // already has (within store.EventIDWindow) is dropped: delivered to no one.
@@ -168,11 +203,95 @@ func (a *Aggregator) Handle(ctx context.Context, shardID string, records []types
 	if err := a.dropRepeats(ctx, shardID, batch); err != nil {
 		return err
 	}
-	perSubscriber := map[string][]store.SubscriberEvent{}
-	var order []string // subscribers in first-seen order, for stable logs
+	a.mu.Lock()
+	resumed := a.resumed[shardID]
+	a.mu.Unlock()
+	runs := a.runs(shardID, batch, resumed)
+	if a.oneEventItems {
+		err := forEachLimit(ctx, runs, writeConcurrency, func(ctx context.Context, r *run) error {
+			for _, e := range r.events {
+				if err := a.writeOne(ctx, e); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err == nil {
+			a.resumeDone(shardID)
+		}
+		return err
+	}
+	var incomplete atomic.Bool
+	end := store.EventPosition{ShardID: shardID, Seq: aws.ToString(records[len(records)-1].SequenceNumber), Index: math.MaxInt}
+	err := forEachLimit(ctx, runs, writeConcurrency, func(ctx context.Context, r *run) error {
+		past, err := a.writeRuns(ctx, r, end)
+		if past {
+			incomplete.Store(true)
+		}
+		return err
+	})
+	switch {
+	case err != nil:
+		return err
+	case incomplete.Load():
+		a.Resume(shardID) // the next call reads the spans again, with more records
+		return fmt.Errorf("shard %s up to %s: %w", shardID, end.Seq, kcl.ErrIncomplete)
+	}
+	a.resumeDone(shardID)
+	return nil
+}
+
+// resumeDone records that a batch of shardID is durable: its next batch
+// starts where nothing is written yet.
+func (a *Aggregator) resumeDone(shardID string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	delete(a.resumed, shardID)
+}
+
+// run is one subscriber's events of one producer in a batch, in the
+// producer's order, and what to read before writing them.
+type run struct {
+	sub, producer string
+	events        []store.SubscriberEvent
+	// from and to bound the timestamps of every event of the producer in
+	// the batch, the subscriber's or not; set only when the shard was
+	// taken over (see writeRuns).
+	from, to string
+}
+
+// runs groups batch by subscriber and producer, in first-seen order. When
+// resumed, every subscriber of a producer of the batch gets a run, with or
+// without events (an earlier writer may have written some with another
+// filter).
+func (a *Aggregator) runs(shardID string, batch []fanned, resumed bool) []*run {
+	byKey := map[[2]string]*run{}
+	var order []*run
+	get := func(sub, producer string) *run {
+		k := [2]string{sub, producer}
+		r, ok := byKey[k]
+		if !ok {
+			r = &run{sub: sub, producer: producer}
+			byKey[k] = r
+			order = append(order, r)
+		}
+		return r
+	}
 	for _, f := range batch {
+		if resumed {
+			for _, sub := range f.followers {
+				r := get(sub.SubscriberID, f.events[0].AgentID)
+				for _, e := range f.events {
+					if r.from == "" || e.Timestamp < r.from {
+						r.from = e.Timestamp
+					}
+					if e.Timestamp > r.to {
+						r.to = e.Timestamp
+					}
+				}
+			}
+		}
 		for _, sub := range f.subs {
-			s := sub.SubscriberID
 			for i, e := range f.events {
 				if f.dropped[i] {
 					continue
@@ -181,29 +300,144 @@ func (a *Aggregator) Handle(ctx context.Context, shardID string, records []types
 					a.rec.Filtered()
 					continue
 				}
-				if _, ok := perSubscriber[s]; !ok {
-					order = append(order, s)
-				}
-				perSubscriber[s] = append(perSubscriber[s], store.SubscriberEvent{Event: e, SubscriberID: s, ShardID: shardID, Seq: f.seq, Index: i, Arrived: f.arrived})
+				r := get(sub.SubscriberID, e.AgentID)
+				r.events = append(r.events, store.SubscriberEvent{Event: e, SubscriberID: sub.SubscriberID, ShardID: shardID, Seq: f.seq, Index: i, Arrived: f.arrived})
 			}
 		}
 	}
-	return forEachLimit(ctx, order, writeConcurrency, func(ctx context.Context, sub string) error {
-		for _, e := range perSubscriber[sub] {
-			err := a.watch.retry(ctx, shardID, func() error {
-				_, err := a.events.PutEvent(ctx, e)
-				return err
-			}, "write subscriber event", zap.String("subscriber_id", sub), zap.String("event_id", e.EventID), zap.String("seq", e.Seq))
-			if gaveUp(err) {
-				data, _ := json.Marshal(e.Event) // cannot fail: the event was parsed from JSON
-				err = a.dead.putEvent(ctx, e, e.ShardID, e.Seq, data, reasonClass(err), "SubscriberEvents refused the item for subscriber "+sub+": "+err.Error()+reasonCannotRedrive)
-			}
-			if err != nil {
-				return err
-			}
+	return order
+}
+
+// writeRuns makes r's events durable in packed items, each as long as
+// store.NextRun allows, one after another (so the table's stream carries
+// them in order), and reports whether an item reaches past end, the
+// batch's last position.
+//
+// Why no event lands in two items, and none is skipped, however batches
+// are cut: an item holds events of one batch only, written after the
+// shard's checkpoint, and a batch is checkpointed only once no item known
+// to it reaches past its end (kcl.ErrIncomplete otherwise). So no item
+// spans a checkpoint, and a batch that starts at the checkpoint meets only
+// items that begin within it. Such items exist when an earlier writer
+// (a crashed task, a lost lease, this worker before an incomplete batch)
+// got further than the checkpoint; the aggregator then reads their spans
+// first, for every subscriber of every producer of the batch, over the
+// timestamps of the producer's events in the batch (an item's key is its
+// first event's), and writes only the events after the last span: that
+// writer wrote its items in order, so what it left out before its last
+// item it left out on purpose (its filter, a repeat, a dead letter), and
+// writing such an event now would put it behind later ones in the stream.
+// A batch that follows a durable one meets items only if another writer
+// runs the same shard at once; a conflict on an item's key then returns
+// that item's span, and writing goes on after it. An item whose key is taken by an
+// event of another position (another shard, or an item of one event
+// written before packing) gets that event skipped, as one-event items
+// always did.
+func (a *Aggregator) writeRuns(ctx context.Context, r *run, end store.EventPosition) (past bool, err error) {
+	var spans []store.RunSpan
+	if r.from != "" {
+		// Retried until it works: writing without knowing may duplicate.
+		err := a.watch.retryDurable(ctx, end.ShardID, func() (err error) {
+			spans, err = a.events.RunSpans(ctx, r.sub, r.producer, end.ShardID, r.from, r.to)
+			return err
+		}, "read written runs", zap.String("subscriber_id", r.sub), zap.String("producer_id", r.producer))
+		if err != nil {
+			return false, err
 		}
-		return nil
+	}
+	spanning := func(sp store.RunSpan) bool {
+		return store.ComparePositions(sp.First, end) <= 0 && store.ComparePositions(sp.Last, end) > 0
+	}
+	pending := r.events
+	for _, sp := range spans {
+		past = past || spanning(sp)
+		pending = after(pending, sp.Last)
+	}
+	for len(pending) > 0 {
+		n := store.NextRun(pending)
+		batch := pending[:n]
+		var existing *store.RunSpan
+		err := a.watch.retry(ctx, end.ShardID, func() (err error) {
+			existing, err = a.events.PutEventRun(ctx, batch)
+			return err
+		}, "write subscriber events", zap.String("subscriber_id", r.sub), zap.String("event_id", batch[0].EventID), zap.String("seq", batch[0].Seq), zap.Int("events", n))
+		switch {
+		case gaveUp(err) && n > 1:
+			// One event may be at fault: each goes alone, and only the
+			// one refused is set aside.
+			for _, e := range batch {
+				if err := a.writeAlone(ctx, e); err != nil {
+					return past, err
+				}
+			}
+			pending = pending[n:]
+		case gaveUp(err):
+			if err := a.setAside(ctx, batch[0], err); err != nil {
+				return past, err
+			}
+			pending = pending[1:]
+		case err != nil:
+			return past, err
+		case existing == nil:
+			pending = pending[n:]
+		default:
+			past = past || spanning(*existing)
+			if !existing.Covers(pending[0].Position()) {
+				a.log.Info("an item has the key of this event already; not written again", zap.String("subscriber_id", r.sub),
+					zap.String("producer_id", r.producer), zap.String("event_id", pending[0].EventID), zap.String("item", existing.Key))
+				pending = pending[1:]
+			}
+			pending = after(pending, existing.Last)
+		}
+	}
+	return past, nil
+}
+
+// after returns the events of events (in order, of one shard) that
+// follow last; all of them when last is of another shard.
+func after(events []store.SubscriberEvent, last store.EventPosition) []store.SubscriberEvent {
+	if len(events) == 0 || events[0].ShardID != last.ShardID {
+		return events
+	}
+	i, _ := slices.BinarySearchFunc(events, last, func(e store.SubscriberEvent, p store.EventPosition) int {
+		if store.ComparePositions(e.Position(), p) <= 0 {
+			return -1
+		}
+		return 1
 	})
+	return events[i:]
+}
+
+// writeAlone writes e as a packed item of its own, setting it aside when
+// it cannot be.
+func (a *Aggregator) writeAlone(ctx context.Context, e store.SubscriberEvent) error {
+	err := a.watch.retry(ctx, e.ShardID, func() error {
+		_, err := a.events.PutEventRun(ctx, []store.SubscriberEvent{e})
+		return err
+	}, "write subscriber event", zap.String("subscriber_id", e.SubscriberID), zap.String("event_id", e.EventID), zap.String("seq", e.Seq))
+	if gaveUp(err) {
+		return a.setAside(ctx, e, err)
+	}
+	return err
+}
+
+// writeOne writes e as a one-event item, setting it aside when it cannot
+// be.
+func (a *Aggregator) writeOne(ctx context.Context, e store.SubscriberEvent) error {
+	err := a.watch.retry(ctx, e.ShardID, func() error {
+		_, err := a.events.PutEvent(ctx, e)
+		return err
+	}, "write subscriber event", zap.String("subscriber_id", e.SubscriberID), zap.String("event_id", e.EventID), zap.String("seq", e.Seq))
+	if gaveUp(err) {
+		return a.setAside(ctx, e, err)
+	}
+	return err
+}
+
+// setAside dead-letters e, which SubscriberEvents refused (err).
+func (a *Aggregator) setAside(ctx context.Context, e store.SubscriberEvent, err error) error {
+	data, _ := json.Marshal(e.Event) // cannot fail: the event was parsed from JSON
+	return a.dead.putEvent(ctx, e, e.ShardID, e.Seq, data, reasonClass(err), "SubscriberEvents refused the item for subscriber "+e.SubscriberID+": "+err.Error()+reasonCannotRedrive)
 }
 
 // fanned is one record's events and the subscribers they go to.
@@ -211,8 +445,10 @@ type fanned struct {
 	seq     string
 	arrived time.Time // when the record reached Kinesis
 	events  []event.Event
-	subs    []follower
-	dropped []bool // per event: a repeat, delivered to no one
+	subs    []follower // those subscribed when the record arrived
+	// followers are every subscription of the producer, tombstones too.
+	followers []follower
+	dropped   []bool // per event: a repeat, delivered to no one
 }
 
 // fanOut parses one record and finds the subscribers of its producer that
@@ -258,7 +494,7 @@ func (a *Aggregator) fanOut(ctx context.Context, shardID string, r types.Record)
 			return nil, a.dead.put(ctx, shardID, seq, producer, r.Data, metrics.ReasonUnknownAgent, fmt.Sprintf("unknown producer agentId %q: register it with POST /agents, then redrive this letter (POST /deadletters/{id}/redrive)", producer))
 		}
 	}
-	f := &fanned{seq: seq, arrived: arrival, events: events, dropped: make([]bool, len(events))}
+	f := &fanned{seq: seq, arrived: arrival, events: events, followers: subs, dropped: make([]bool, len(events))}
 	for _, s := range subs {
 		if subscribedAt(s.Subscription, arrival) {
 			f.subs = append(f.subs, s)

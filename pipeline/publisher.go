@@ -21,10 +21,16 @@ import (
 // SQS limits on one SendMessageBatch call.
 const (
 	maxBatchEntries = 10
-	// maxBatchBytes keeps a batch within SQS's classic 256 KiB payload
-	// limit; a larger message goes alone (SQS accepts up to 1 MiB).
-	maxBatchBytes = 256 << 10
+	// maxBatchBytes is SQS's limit on the bodies of one batch together
+	// (1 MiB since 2025; each message is far smaller: event.MaxBytes).
+	// A message larger than that would go alone.
+	maxBatchBytes = 1 << 20
 )
+
+// sendConcurrency is how many lanes (one subscriber's events of one
+// producer) one shard's batch sends at once: as many as the aggregator's
+// writes, so that a shard's publisher keeps pace with its aggregator.
+const sendConcurrency = 32
 
 // messageSender is satisfied by *store.Store: one SendMessageBatch call,
 // returning its per-entry failures; store.ErrQueueMissing when the queue
@@ -76,18 +82,21 @@ func NewPublisher(deps PublisherDeps, log *zap.Logger) *Publisher {
 // StuckAfter.
 func (p *Publisher) Stuck() []Stuck { return p.watch.Stuck() }
 
-// pendingEvent is an item to deliver and where its stream record was.
+// pendingEvent is an event to deliver and where the stream record of its
+// item was.
 type pendingEvent struct {
 	event store.SubscriberEvent
 	seq   string
 }
 
-// Handle delivers every new item of one stream-shard batch (or sets it
-// aside) and returns nil; it returns an error only when ctx is cancelled
-// first, and then nothing may be checkpointed (kcl.Handler).
+// Handle delivers every event of the new items of one stream-shard batch
+// (or sets it aside) and returns nil; it returns an error only when ctx
+// is cancelled first, and then nothing may be checkpointed (kcl.Handler).
+// An item is a one-event item or a packed run of one producer's events;
+// both come in one stream during a rolling update.
 func (p *Publisher) Handle(ctx context.Context, shardID string, records []types.Record) error {
-	perSubscriber := map[string][]pendingEvent{}
-	var order []string
+	lanes := map[[2]string][]pendingEvent{} // {subscriber, producer} -> its events, in stream order
+	var order [][2]string
 	for _, r := range records {
 		seq := aws.ToString(r.SequenceNumber)
 		ch, err := kcl.DecodeChange(r.Data)
@@ -100,44 +109,54 @@ func (p *Publisher) Handle(ctx context.Context, shardID string, records []types.
 		if ch.EventName != "INSERT" { // TTL expiry (REMOVE) and the like
 			continue
 		}
-		e, err := store.DecodeEventImage(ch.NewImage)
+		events, err := store.DecodeEventImage(ch.NewImage)
 		if err != nil {
 			if err := p.dead.put(ctx, shardID, seq, "", r.Data, metrics.ReasonUnparsable, "stream image: "+err.Error()+reasonCannotRedrive); err != nil {
 				return err
 			}
 			continue
 		}
-		if _, ok := perSubscriber[e.SubscriberID]; !ok {
-			order = append(order, e.SubscriberID)
+		for _, e := range events {
+			lane := [2]string{e.SubscriberID, e.AgentID}
+			if _, ok := lanes[lane]; !ok {
+				order = append(order, lane)
+			}
+			lanes[lane] = append(lanes[lane], pendingEvent{event: e, seq: seq})
 		}
-		perSubscriber[e.SubscriberID] = append(perSubscriber[e.SubscriberID], pendingEvent{event: e, seq: seq})
 	}
-	return forEachLimit(ctx, order, writeConcurrency, func(ctx context.Context, sub string) error {
-		return p.deliver(ctx, shardID, sub, perSubscriber[sub])
+	// A lane is one subscriber's events of one producer: one message
+	// group of one queue, the unit of FIFO order. Lanes go concurrently
+	// (a subscriber's producers too), each strictly in order. That never
+	// costs a producer a call: its events fill batches of their own,
+	// ceil(n/10) calls for n small events where batches shared with other
+	// producers could only need as many or more. A subscriber of several
+	// producers may pay one partly filled batch per producer instead of
+	// one overall, sent at the same time rather than after one another.
+	return forEachLimit(ctx, order, sendConcurrency, func(ctx context.Context, lane [2]string) error {
+		return p.deliver(ctx, shardID, lane[0], lanes[lane])
 	})
 }
 
-// deliver sends one subscriber's events in order, a batch at a time: the
-// next batch goes only when every entry of the previous one is in the queue
-// or set aside.
+// deliver sends one lane's events in order, a batch at a time: the next
+// batch goes only when every entry of the previous one is in the queue or
+// set aside.
 func (p *Publisher) deliver(ctx context.Context, shardID, sub string, events []pendingEvent) error {
 	log := p.log.With(zap.String("subscriber_id", sub), zap.String("shard_id", shardID))
 	for len(events) > 0 {
-		n, size := 0, 0
 		msgs := make([]store.QueueMessage, 0, maxBatchEntries)
-		for n < len(events) && n < maxBatchEntries {
-			m := newMessage(events[n].event, n)
-			if n > 0 && size+len(m.Body) > maxBatchBytes {
+		size := 0
+		for len(msgs) < len(events) && len(msgs) < maxBatchEntries {
+			m := newMessage(events[len(msgs)].event, len(msgs))
+			if len(msgs) > 0 && size+len(m.Body) > maxBatchBytes {
 				break
 			}
 			size += len(m.Body)
 			msgs = append(msgs, m)
-			n++
 		}
-		if err := p.send(ctx, log, shardID, sub, events[:n], msgs); err != nil {
+		if err := p.send(ctx, log, shardID, sub, events[:len(msgs)], msgs); err != nil {
 			return err
 		}
-		events = events[n:]
+		events = events[len(msgs):]
 	}
 	return nil
 }

@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -76,8 +78,8 @@ func changeRecord(t *testing.T, eventName string, e store.SubscriberEvent, seq s
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got, err := store.DecodeEventImage(image); err != nil || !reflect.DeepEqual(got, e) {
-			t.Fatalf("test image decodes to %+v, %v; want %+v", got, err, e)
+		if got, err := store.DecodeEventImage(image); err != nil || !reflect.DeepEqual(got, []store.SubscriberEvent{e}) {
+			t.Fatalf("test image decodes to %+v, %v; want [%+v]", got, err, e)
 		}
 		change.NewImage = image
 	}
@@ -140,7 +142,9 @@ func eventIDs(prefix string, n int) []string {
 }
 
 // checkQueue checks that the queue of sub holds exactly the messages of
-// events, in order, each as the spec describes it.
+// events, each as the spec describes it, and each producer's in their
+// order: FIFO order is per message group, and a subscriber's producers
+// are sent concurrently.
 func checkQueue(t *testing.T, f *recordingSender, sub string, events []store.SubscriberEvent) {
 	t.Helper()
 	got := f.queue(queueURL(sub))
@@ -148,11 +152,17 @@ func checkQueue(t *testing.T, f *recordingSender, sub string, events []store.Sub
 		t.Errorf("queue of %s holds %v, want %d messages", sub, messageEventIDs(t, got), len(events))
 		return
 	}
+	perGroup := map[string][]store.SubscriberEvent{}
+	for _, e := range events {
+		perGroup[e.AgentID] = append(perGroup[e.AgentID], e)
+	}
 	for i, m := range got {
-		e := events[i]
-		if m.GroupID != e.AgentID {
-			t.Errorf("%s message %d: MessageGroupId %q, want the producer %q", sub, i, m.GroupID, e.AgentID)
+		if len(perGroup[m.GroupID]) == 0 {
+			t.Errorf("%s message %d: MessageGroupId %q, want one more of a producer of %v", sub, i, m.GroupID, slices.Collect(maps.Keys(perGroup)))
+			return
 		}
+		e := perGroup[m.GroupID][0]
+		perGroup[m.GroupID] = perGroup[m.GroupID][1:]
 		if want := event.DeduplicationID(e.AgentID, e.EventID); m.DedupID != want {
 			t.Errorf("%s message %d: MessageDeduplicationId %q, want event.DeduplicationID(%s, %s) = %q", sub, i, m.DedupID, e.AgentID, e.EventID, want)
 		}
@@ -173,7 +183,7 @@ func checkQueue(t *testing.T, f *recordingSender, sub string, events []store.Sub
 			gotFields[k] = string(v)
 		}
 		if !reflect.DeepEqual(gotFields, want) {
-			t.Errorf("%s message %d body = %v, want %v", sub, i, gotFields, want)
+			t.Errorf("%s message %d body = %.200v, want %.200v", sub, i, gotFields, want)
 		}
 	}
 }
@@ -221,33 +231,20 @@ func TestPublisherDelivers(t *testing.T) {
 		t.Errorf("s1 SendMessages calls = %v, want %v", got, wantCalls)
 	}
 	// One event has one deduplication id, whoever receives it.
-	if a, b := f.sender.queue(queueURL("s1"))[0].DedupID, f.sender.queue(queueURL("s2"))[0].DedupID; a != b {
+	dedupOf := func(sub string) string {
+		i := slices.IndexFunc(f.sender.queue(queueURL(sub)), func(m store.QueueMessage) bool { return messageEventIDs(t, []store.QueueMessage{m})[0] == "p00" })
+		return f.sender.queue(queueURL(sub))[i].DedupID
+	}
+	if a, b := dedupOf("s1"), dedupOf("s2"); a != b {
 		t.Errorf("event p00 has deduplication id %s for s1 and %s for s2, want one id", a, b)
 	}
-	if a, b := f.agents.callsFor("s1"), f.agents.callsFor("s2"); a != 6 || b != 2 {
-		t.Errorf("Agent calls: s1 %d, s2 %d; want 6 and 2: one per batch (the store caches agents)", a, b)
+	// s2's producers go in batches of their own, at the same time.
+	if a, b := f.agents.callsFor("s1"), f.agents.callsFor("s2"); a != 6 || b != 4 {
+		t.Errorf("Agent calls: s1 %d, s2 %d; want 6 and 4: one per batch (the store caches agents)", a, b)
 	}
 	if dl := f.dead.all(); len(dl) != 0 {
 		t.Errorf("dead letters = %+v, want none", dl)
 	}
-}
-
-func TestPublisherBatchBytes(t *testing.T) {
-	t.Parallel()
-	p, f := newTestPublisher(t, nil)
-	sizes := []int{100_000, 100_000, 100_000, 100_000, 300_000, 100_000}
-	var events []store.SubscriberEvent
-	for i, size := range sizes {
-		events = append(events, subscriberEvent("P", "s1", fmt.Sprintf("p%02d", i), size))
-	}
-	if err := p.Handle(boundedCtx(t), "shardId-1", inserts(t, events)); err != nil {
-		t.Fatalf("handle: %v", err)
-	}
-	want := [][]string{{"p00", "p01"}, {"p02", "p03"}, {"p04"}, {"p05"}}
-	if got := f.sender.sentEventIDs(t, queueURL("s1")); !reflect.DeepEqual(got, want) {
-		t.Errorf("SendMessages calls = %v, want %v", got, want)
-	}
-	checkQueue(t, f.sender, "s1", events)
 }
 
 func TestPublisherRetriesFailedEntries(t *testing.T) {
@@ -303,10 +300,11 @@ func TestPublisherWarnsOrderHazard(t *testing.T) {
 			t.Parallel()
 			core, logs := observer.New(zapcore.WarnLevel)
 			p, f := newTestPublisher(t, zap.New(core))
-			f.sender.respond = func(n int, _ string, msgs []store.QueueMessage) ([]store.BatchFailure, error) {
+			var failedOnce atomic.Bool // P's and Q's batches go concurrently
+			f.sender.respond = func(_ int, _ string, msgs []store.QueueMessage) ([]store.BatchFailure, error) {
 				var failed []store.BatchFailure
 				for i, id := range messageEventIDs(t, msgs) {
-					if n == 0 && id == tc.fail {
+					if id == tc.fail && failedOnce.CompareAndSwap(false, true) {
 						failed = append(failed, store.BatchFailure{ID: msgs[i].ID, Code: "InternalError", Message: "try again"})
 					}
 				}

@@ -220,6 +220,8 @@ type replayRun struct {
 	// pending counts events sent that the saved cursor has not passed
 	// yet (their millisecond's group is not all sent).
 	pending int
+	// lastSent is the Position of the last event this run sent.
+	lastSent string
 }
 
 // run re-delivers rep from its cursor to the end of its window, or until
@@ -244,14 +246,17 @@ var errReleased = errors.New("replay released")
 // the replay is done, errReleased once it is no longer this run's, or the
 // reason it failed.
 //
-// Log order is timestamp order, but events of one millisecond sort by
+// Log order is the order of items by their first event's timestamp (the
+// millisecond of their Position), but items of one millisecond sort by
 // producer and event id there, not in the order the producer published
-// them. So the events of a millisecond are sent together, in the
-// producer's order (Kinesis sequence number, then place in the record),
-// and those of a page's last millisecond wait for the next page, which
-// may hold more of them. The saved cursor only passes events that were
-// all handled: a task taking over resends at most part of one
-// millisecond, with the same deduplication ids.
+// them. So the events of a millisecond's items are sent together, in the
+// producer's order (Kinesis sequence number, then place in the record:
+// which keeps a packed item's events in its order, whatever their own
+// timestamps), and those of a page's last millisecond wait for the next
+// page, which may hold more of them. The saved cursor only passes items
+// whose events were all handled, never part of one: a task taking over
+// resends at most part of one millisecond's items, with the same
+// deduplication ids.
 func (run *replayRun) loop(stop, work context.Context) error {
 	agent, err := run.agent(work)
 	if errors.Is(err, store.ErrNotFound) {
@@ -263,7 +268,7 @@ func (run *replayRun) loop(stop, work context.Context) error {
 	var held []store.LoggedEvent // read, in log order, not sent yet
 	readAfter, more := run.rep.Cursor, true
 	for {
-		for more && (len(held) == 0 || held[0].Timestamp == held[len(held)-1].Timestamp) {
+		for more && (len(held) == 0 || itemTime(held[0]) == itemTime(held[len(held)-1])) {
 			if !run.r.reads.wait(stop, 1) {
 				return run.release()
 			}
@@ -280,7 +285,7 @@ func (run *replayRun) loop(stop, work context.Context) error {
 		}
 		ready := len(held)
 		if more { // the last millisecond may go on in the next page
-			for ready > 0 && held[ready-1].Timestamp == held[len(held)-1].Timestamp {
+			for ready > 0 && itemTime(held[ready-1]) == itemTime(held[len(held)-1]) {
 				ready--
 			}
 		}
@@ -305,6 +310,7 @@ func (run *replayRun) loop(stop, work context.Context) error {
 			}
 			run.pending += sent
 			run.rep.LastTimestamp = group[len(batch)-1].Timestamp
+			run.lastSent = group[len(batch)-1].Position
 			group = group[len(batch):]
 			if len(group) == 0 { // the whole group is handled: the cursor may pass it
 				run.rep.Sent, run.pending = run.rep.Sent+run.pending, 0
@@ -339,10 +345,15 @@ func (run *replayRun) read(ctx context.Context, after string) (events []store.Lo
 	return events, next, err
 }
 
-// producerOrder orders events of one window by time, and those of one
-// millisecond in the order their producer published them.
+// itemTime is the millisecond of e's item: its first event's timestamp,
+// shared by all its events.
+func itemTime(e store.LoggedEvent) string { return store.PositionTime(e.Position) }
+
+// producerOrder orders events of one window by their items' time, and
+// those of one millisecond's items in the order their producer published
+// them.
 func producerOrder(a, b store.LoggedEvent) int {
-	if c := strings.Compare(a.Timestamp, b.Timestamp); c != 0 {
+	if c := strings.Compare(itemTime(a), itemTime(b)); c != 0 {
 		return c
 	}
 	if c := strings.Compare(a.AgentID, b.AgentID); c != 0 {
@@ -481,12 +492,19 @@ func entriesFailed(pending []store.QueueMessage, failed map[string]store.BatchFa
 }
 
 // resumeFrom is where a new replay should start to go on where this one
-// stopped.
+// stopped: the time of the item of the last event it sent (or of the one
+// its cursor passed last), as every event not sent yet is at or after it
+// (its item's events are at or after the item's time, and items come in
+// time order). Events between that and the last sent are sent again.
 func (run *replayRun) resumeFrom() string {
-	if run.rep.LastTimestamp != "" {
-		return run.rep.LastTimestamp
+	from := run.rep.From.UTC().Format(event.TimeLayout)
+	switch {
+	case run.lastSent != "":
+		return max(from, store.PositionTime(run.lastSent))
+	case run.rep.Cursor != "":
+		return max(from, store.PositionTime(run.rep.Cursor))
 	}
-	return run.rep.From.UTC().Format(event.TimeLayout)
+	return from
 }
 
 // skip records that e was not re-delivered, and why.

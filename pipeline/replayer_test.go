@@ -512,3 +512,133 @@ func TestReplayerPaces(t *testing.T) {
 		})
 	})
 }
+
+// logRun writes es into st's SubscriberEvents as one packed item.
+func logRun(t *testing.T, st *memstore.Store, es ...store.SubscriberEvent) {
+	t.Helper()
+	if existing, err := st.PutEventRun(context.Background(), es); err != nil || existing != nil {
+		t.Fatalf("PutEventRun = %v, %v; want the item written", existing, err)
+	}
+}
+
+// TestReplayerPackedWindow: a window that starts inside packed items and
+// ends inside another re-delivers exactly its events, once: each item's
+// in the item's (the producer's) order even where their own timestamps
+// are not, items in log order, one-event items among them.
+func TestReplayerPackedWindow(t *testing.T) {
+	for _, pageItems := range []int32{0, 1, 2} {
+		t.Run(fmt.Sprintf("pages of %d items", pageItems), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				st := newMemStore(nil, "s")
+				ev := loggedEvent
+				// Before the window, wholly: not read, or read and dropped.
+				logRun(t, st, ev("s", "q", "f-0", -1200, "190", 0), ev("s", "q", "f-1", -1100, "191", 0))
+				// Starting before the window.
+				logRun(t, st, ev("s", "p", "a-0", -300, "100", 0), ev("s", "p", "a-1", -100, "101", 0),
+					ev("s", "p", "a-2", 0, "102", 0), ev("s", "p", "a-3", 200, "103", 0))
+				logRun(t, st, ev("s", "q", "b-0", -50, "200", 0), ev("s", "q", "b-1", 100, "201", 0), ev("s", "q", "b-2", 50, "202", 0))
+				// Within it; a one-event item among the packed ones.
+				logRun(t, st, ev("s", "p", "c-0", 0, "104", 0), ev("s", "p", "c-1", 0, "104", 1), ev("s", "p", "c-2", 300, "105", 0))
+				logEvents(t, st, ev("s", "r", "r-0", 100, "300", 0))
+				// Ending after it, and after it wholly.
+				logRun(t, st, ev("s", "p", "d-0", 400, "106", 0), ev("s", "p", "d-1", 499, "107", 0),
+					ev("s", "p", "d-2", 500, "108", 0), ev("s", "p", "d-3", 700, "109", 0))
+				logRun(t, st, ev("s", "p", "e-0", 600, "110", 0), ev("s", "p", "e-1", 610, "111", 0))
+				if err := st.CreateReplay(context.Background(), store.Replay{SubscriberID: "s", ID: replayTestID, From: replayFrom, To: replayFrom.Add(500 * time.Millisecond)}); err != nil {
+					t.Fatal(err)
+				}
+				runReplayer(t, ReplayerDeps{Replays: st, Agents: st, Queues: st}, ReplayerConfig{PageItems: pageItems})
+
+				rep := awaitReplay(t, st, "s")
+				want := []string{"a-2", "a-3", "b-1", "b-2", "c-0", "c-1", "c-2", "r-0", "d-0", "d-1"}
+				if got := replayedIDs(t, st, "s"); !slices.Equal(got, want) {
+					t.Errorf("queue holds %v, want %v", got, want)
+				}
+				if rep.State != store.ReplayDone || rep.Sent != len(want) || rep.Found != len(want) || rep.ErrorCount != 0 {
+					t.Errorf("replay = %s, sent %d of %d, %d errors; want done, %d of %d, none", rep.State, rep.Sent, rep.Found, rep.ErrorCount, len(want), len(want))
+				}
+			})
+		})
+	}
+}
+
+// TestReplayerResumesPackedItems: a replay stopped after any batch (its
+// task shutting down) and taken over by another task, over packed items
+// whose millisecond spans a page edge, delivers every event once: the
+// saved cursor passes only items all sent, and the second task resends
+// no event of them.
+func TestReplayerResumesPackedItems(t *testing.T) {
+	ev := loggedEvent
+	items := [][]store.SubscriberEvent{
+		{ev("s", "p", "a-0", 0, "100", 0), ev("s", "p", "a-1", 1, "101", 0), ev("s", "p", "a-2", 2, "102", 0)},
+		{ev("s", "q", "b-0", 1, "200", 0), ev("s", "q", "b-1", 2, "201", 0)},
+		// Millisecond 2 holds two items: with pages of one item it spans
+		// a page edge, and its 13 events two batches.
+		{ev("s", "p", "c-0", 2, "103", 0), ev("s", "p", "c-1", 3, "104", 0), ev("s", "p", "c-2", 4, "105", 0), ev("s", "p", "c-3", 5, "106", 0),
+			ev("s", "p", "c-4", 6, "107", 0), ev("s", "p", "c-5", 7, "108", 0), ev("s", "p", "c-6", 8, "109", 0), ev("s", "p", "c-7", 9, "110", 0)},
+		{ev("s", "r", "d-0", 2, "300", 0), ev("s", "r", "d-1", 3, "301", 0), ev("s", "r", "d-2", 4, "302", 0), ev("s", "r", "d-3", 5, "303", 0), ev("s", "r", "d-4", 6, "304", 0)},
+		{ev("s", "p", "e-0", 5, "111", 0), ev("s", "p", "e-1", 6, "112", 0)},
+	}
+	var want []string
+	for _, it := range items {
+		for _, e := range it {
+			want = append(want, e.EventID)
+		}
+	}
+	flat := func(calls [][]string) []string { return slices.Concat(calls...) }
+	for stopAfter := range 5 { // the calls: a, b, c and d-0 d-1, d-2 to d-4, e
+		t.Run(fmt.Sprintf("stopped after call %d", stopAfter), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				st := newMemStore(nil, "s")
+				for _, it := range items {
+					logRun(t, st, it...)
+				}
+				newReplay(t, st, "s")
+				called := make(chan struct{})
+				reads := &pageReads{Store: st}
+				sendA := &recordingSender{Store: st, t: t, respond: func(n int, _ string, _ []store.QueueMessage) ([]store.BatchFailure, error) {
+					if n == stopAfter {
+						close(called)
+					}
+					return nil, nil
+				}}
+				stopA := runReplayer(t, ReplayerDeps{Replays: reads, Agents: st, Queues: sendA}, ReplayerConfig{Owner: "task-a", PageItems: 1})
+				select {
+				case <-called:
+				case <-time.After(time.Minute):
+					t.Fatalf("task a made no call %d in a minute", stopAfter)
+				}
+				stopA()
+				saved, err := st.Replay(context.Background(), "s", replayTestID)
+				if err != nil {
+					t.Fatal(err)
+				}
+				sentA := flat(sendA.sentEventIDs(t, queueURL("s")))
+				var passed []string // events of the items the saved cursor passed
+				for _, e := range reads.events() {
+					if e.Position <= saved.Cursor {
+						passed = append(passed, e.EventID)
+						if !slices.Contains(sentA, e.EventID) {
+							t.Errorf("saved cursor %s passed event %s, which task a did not send", saved.Cursor, e.EventID)
+						}
+					}
+				}
+
+				sendB := &recordingSender{Store: st, t: t}
+				runReplayer(t, ReplayerDeps{Replays: st, Agents: st, Queues: sendB}, ReplayerConfig{Owner: "task-b", PageItems: 1})
+				rep := awaitReplay(t, st, "s")
+				for _, id := range flat(sendB.sentEventIDs(t, queueURL("s"))) {
+					if slices.Contains(passed, id) {
+						t.Errorf("task b resent %s, of an item the saved cursor %s passed", id, saved.Cursor)
+					}
+				}
+				if got := replayedIDs(t, st, "s"); !slices.Equal(got, want) {
+					t.Errorf("queue holds %v, want %v", got, want)
+				}
+				if rep.State != store.ReplayDone || rep.Sent != len(want) || rep.Found != len(want) || rep.ErrorCount != 0 {
+					t.Errorf("replay = %s, sent %d of %d, %d errors; want done, %d of %d, none", rep.State, rep.Sent, rep.Found, rep.ErrorCount, len(want), len(want))
+				}
+			})
+		})
+	}
+}

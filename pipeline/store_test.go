@@ -98,10 +98,12 @@ func (f *flakyAgents) Agent(ctx context.Context, id string) (store.Agent, error)
 	return f.Store.Agent(ctx, id)
 }
 
-// recordingEvents is the store's PutEvent recording, per subscriber, the
-// event id of every call in order, and reporting overlapping writes for
-// one subscriber. fail, when set, may fail the attempt-th try (0-based)
-// of an item.
+// recordingEvents is the store's PutEvent and PutEventRun recording, per
+// subscriber, the event id of every event of every call in order, and
+// reporting overlapping writes for one subscriber and producer (their
+// items must reach the table's stream in order). fail, when set, may fail
+// the attempt-th try (0-based) of an event: a run fails when one of its
+// events does. runs records the events of each call, per subscriber.
 type recordingEvents struct {
 	*memstore.Store
 	t    *testing.T
@@ -109,39 +111,66 @@ type recordingEvents struct {
 
 	mu       sync.Mutex
 	attempts map[string]int
-	calls    map[string][]string // subscriber -> eventId of every call, in order
+	calls    map[string][]string // subscriber -> eventId of every event of every call, in order
+	runs     map[string][][]string
 	inFlight map[string]bool
 }
 
-func (f *recordingEvents) PutEvent(ctx context.Context, e store.SubscriberEvent) (bool, error) {
-	key := e.SubscriberID + "/" + e.EventID
+// begin records a call writing events; it returns the failure fail
+// chooses, if any.
+func (f *recordingEvents) begin(events []store.SubscriberEvent) error {
+	e := events[0]
+	lane := e.SubscriberID + "/" + e.AgentID
 	f.mu.Lock()
 	if f.attempts == nil {
-		f.attempts, f.calls, f.inFlight = map[string]int{}, map[string][]string{}, map[string]bool{}
+		f.attempts, f.calls, f.runs, f.inFlight = map[string]int{}, map[string][]string{}, map[string][][]string{}, map[string]bool{}
 	}
-	if f.inFlight[e.SubscriberID] {
-		f.t.Errorf("PutEvent(%s) while another write of subscriber %s is in flight: its writes must be sequential", e.EventID, e.SubscriberID)
+	if f.inFlight[lane] {
+		f.t.Errorf("write of %s while another write of subscriber %s and producer %s is in flight: its writes must be sequential", e.EventID, e.SubscriberID, e.AgentID)
 	}
-	f.inFlight[e.SubscriberID] = true
-	f.calls[e.SubscriberID] = append(f.calls[e.SubscriberID], e.EventID)
-	attempt := f.attempts[key]
-	f.attempts[key]++
-	f.mu.Unlock()
-
-	runtime.Gosched() // widen the window an overlapping write would hit
+	f.inFlight[lane] = true
+	var ids []string
 	var err error
-	if f.fail != nil {
-		err = f.fail(e, attempt)
+	for _, e := range events {
+		ids = append(ids, e.EventID)
+		key := e.SubscriberID + "/" + e.EventID
+		attempt := f.attempts[key]
+		f.attempts[key]++
+		if f.fail != nil && err == nil {
+			err = f.fail(e, attempt)
+		}
 	}
-	created := false
-	if err == nil {
-		created, err = f.Store.PutEvent(ctx, e)
-	}
+	f.calls[e.SubscriberID] = append(f.calls[e.SubscriberID], ids...)
+	f.runs[e.SubscriberID] = append(f.runs[e.SubscriberID], ids)
+	f.mu.Unlock()
+	runtime.Gosched() // widen the window an overlapping write would hit
+	return err
+}
 
+// end records that the call begin recorded for e is done.
+func (f *recordingEvents) end(e store.SubscriberEvent) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.inFlight[e.SubscriberID] = false
-	return created, err
+	f.inFlight[e.SubscriberID+"/"+e.AgentID] = false
+}
+
+func (f *recordingEvents) PutEvent(ctx context.Context, e store.SubscriberEvent) (bool, error) {
+	defer f.end(e)
+	if err := f.begin([]store.SubscriberEvent{e}); err != nil {
+		return false, err
+	}
+	return f.Store.PutEvent(ctx, e)
+}
+
+func (f *recordingEvents) PutEventRun(ctx context.Context, events []store.SubscriberEvent) (*store.RunSpan, error) {
+	if len(events) == 0 {
+		return f.Store.PutEventRun(ctx, events)
+	}
+	defer f.end(events[0])
+	if err := f.begin(events); err != nil {
+		return nil, err
+	}
+	return f.Store.PutEventRun(ctx, events)
 }
 
 // written returns the items created per subscriber, in order.

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/feature/dynamodbstreams/attributevalue"
+	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodbstreams"
@@ -59,8 +59,8 @@ func TestPutEventReplay(t *testing.T) {
 	if len(recs) != 1 {
 		t.Fatalf("stream has %d records, want exactly 1: %+v", len(recs), recs)
 	}
-	if got := decodeRecord(t, recs[0]); !reflect.DeepEqual(got, e) {
-		t.Errorf("streamed event %+v, want the first write %+v", got, e)
+	if got := decodeRecord(t, recs[0]); !reflect.DeepEqual(got, []SubscriberEvent{e}) {
+		t.Errorf("streamed events %+v, want the first write %+v", got, e)
 	}
 }
 
@@ -184,8 +184,8 @@ func TestPutEventLarge(t *testing.T) {
 	if created, err := s.PutEvent(testContext(t), e); err != nil || !created {
 		t.Fatalf("PutEvent(%d bytes of data) = %v, %v; want true, nil", len(e.Data), created, err)
 	}
-	if got := decodeRecord(t, streamRecords(t, s, 1)[0]); !reflect.DeepEqual(got, e) {
-		t.Errorf("streamed event differs from the one written (data %d bytes, want %d)", len(got.Data), len(e.Data))
+	if got := decodeRecord(t, streamRecords(t, s, 1)[0]); len(got) != 1 || !reflect.DeepEqual(got[0], e) {
+		t.Errorf("streamed %d events, want the one written (data %d bytes)", len(got), len(e.Data))
 	}
 }
 
@@ -243,7 +243,11 @@ func TestDecodeEventImageRoundTrip(t *testing.T) {
 		t.Fatalf("stream has %d records, want %d", len(recs), len(datas))
 	}
 	for _, r := range recs {
-		got := decodeRecord(t, r)
+		events := decodeRecord(t, r)
+		if len(events) != 1 {
+			t.Fatalf("a one-event item decoded to %d events", len(events))
+		}
+		got := events[0]
 		if w := want[got.EventID]; !reflect.DeepEqual(got, w) {
 			t.Errorf("decoded %+v (data %s)\nwant    %+v (data %s)", got, got.Data, w, w.Data)
 		}
@@ -338,21 +342,31 @@ func streamRecords(t *testing.T, s *Store, want int) []streamtypes.Record {
 	return recs
 }
 
-// decodeRecord converts a stream record's NewImage to JSON the way the
-// publisher does and decodes it.
-func decodeRecord(t *testing.T, r streamtypes.Record) SubscriberEvent {
+// decodeRecord converts a stream record's NewImage to JSON as kcl hands
+// it to the publisher (numbers with their exact digits, binary as
+// base64) and decodes the item's events.
+func decodeRecord(t *testing.T, r streamtypes.Record) []SubscriberEvent {
 	t.Helper()
+	item, err := attributevalue.FromDynamoDBStreamsMap(r.Dynamodb.NewImage)
+	if err != nil {
+		t.Fatalf("FromDynamoDBStreamsMap: %v", err)
+	}
 	var m map[string]any
-	if err := attributevalue.UnmarshalMap(r.Dynamodb.NewImage, &m); err != nil {
+	if err := attributevalue.UnmarshalMapWithOptions(item, &m, func(o *attributevalue.DecoderOptions) { o.UseNumber = true }); err != nil {
 		t.Fatalf("UnmarshalMap: %v", err)
+	}
+	for k, v := range m {
+		if n, ok := v.(attributevalue.Number); ok {
+			m[k] = json.Number(n)
+		}
 	}
 	image, err := json.Marshal(m)
 	if err != nil {
 		t.Fatalf("json.Marshal: %v", err)
 	}
-	e, err := DecodeEventImage(image)
+	events, err := DecodeEventImage(image)
 	if err != nil {
-		t.Fatalf("DecodeEventImage(%s): %v", image, err)
+		t.Fatalf("DecodeEventImage(%.300s): %v", image, err)
 	}
-	return e
+	return events
 }

@@ -52,13 +52,14 @@ const maxRunBytes = maxItemBytes - 8<<10
 // runEvent is one event as an item's events attribute encodes it; the
 // subscriber, producer and shard are the item's.
 type runEvent struct {
-	Seq       string          `json:"seq"`
-	Index     int             `json:"idx"`
-	ArrivedMs int64           `json:"arr,omitempty"`
-	ID        string          `json:"id"`
-	Type      string          `json:"type"`
-	Timestamp string          `json:"ts"`
-	Data      json.RawMessage `json:"data"`
+	Seq       string `json:"seq"`
+	Index     int    `json:"idx"`
+	ArrivedMs int64  `json:"arr,omitempty"`
+	ID        string `json:"id"`
+	Type      string `json:"type"`
+	Timestamp string `json:"ts"`
+	// Data is the event's, byte for byte: see encodeRun.
+	Data json.RawMessage `json:"data,omitempty"`
 }
 
 // RunSpan is what one SubscriberEvents item covers: the positions of its
@@ -212,7 +213,7 @@ func (s *Store) runItem(events []SubscriberEvent) (map[string]types.AttributeVal
 	if first.SubscriberID == "" || first.AgentID == "" {
 		return nil, fmt.Errorf("%s: %w: subscriber id and producer id are required", what, ErrRejected)
 	}
-	packed, err := deflateJSON(enc)
+	packed, err := deflateRun(enc)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w: %w", what, ErrRejected, err)
 	}
@@ -242,18 +243,20 @@ func (s *Store) runItem(events []SubscriberEvent) (map[string]types.AttributeVal
 // with a timestamp in that range and begins there. Read strongly
 // consistently, page by page.
 func (s *Store) RunSpans(ctx context.Context, subscriberID, producerID, shardID, from, to string) ([]RunSpan, error) {
+	// No placeholder is a prefix of another: the emulator substitutes
+	// them as plain text, in any order.
 	in := &dynamodb.QueryInput{
 		TableName:              aws.String(s.tables.SubscriberEvents),
-		KeyConditionExpression: aws.String("#s = :s AND #k BETWEEN :lo AND :hi"),
-		FilterExpression:       aws.String("#p = :p AND #sh = :sh"),
-		ProjectionExpression:   aws.String("#s, #k, #v, #sh, #seq, #idx, #lseq, #lidx, #n"),
+		KeyConditionExpression: aws.String("#sub = :sub AND #key BETWEEN :lo AND :hi"),
+		FilterExpression:       aws.String("#prod = :prod AND #shard = :shard"),
+		ProjectionExpression:   aws.String("#sub, #key, #ver, #shard, #fseq, #fidx, #lseq, #lidx, #cnt"),
 		ExpressionAttributeNames: map[string]string{
-			"#s": attrSubscriberID, "#k": attrEventSortKey, "#p": attrProducerID, "#sh": attrShardID, "#v": attrFormat,
-			"#seq": attrSeq, "#idx": attrIndex, "#lseq": attrLastSeq, "#lidx": attrLastIndex, "#n": attrRunCount,
+			"#sub": attrSubscriberID, "#key": attrEventSortKey, "#prod": attrProducerID, "#shard": attrShardID, "#ver": attrFormat,
+			"#fseq": attrSeq, "#fidx": attrIndex, "#lseq": attrLastSeq, "#lidx": attrLastIndex, "#cnt": attrRunCount,
 		},
 		ExpressionAttributeValues: map[string]types.AttributeValue{
 			// '$' sorts after '#': every key of to's millisecond is below hi.
-			":s": attrS(subscriberID), ":lo": attrS(from), ":hi": attrS(to + "$"), ":p": attrS(producerID), ":sh": attrS(shardID),
+			":sub": attrS(subscriberID), ":lo": attrS(from), ":hi": attrS(to + "$"), ":prod": attrS(producerID), ":shard": attrS(shardID),
 		},
 		ConsistentRead: aws.Bool(true),
 	}
@@ -327,21 +330,60 @@ func inflateRun(packed []byte, sub, producer, shard string) ([]SubscriberEvent, 
 	return out, nil
 }
 
-// deflateJSON encodes v as JSON, deflated.
-func deflateJSON(v any) ([]byte, error) {
+// deflateRun encodes events as an item's events attribute holds them:
+// encodeRun's JSON, deflated.
+func deflateRun(events []runEvent) ([]byte, error) {
+	raw, err := encodeRun(events)
+	if err != nil {
+		return nil, err
+	}
 	var buf bytes.Buffer
 	w, err := flate.NewWriter(&buf, flate.DefaultCompression)
 	if err != nil {
 		return nil, err
 	}
-	enc := json.NewEncoder(w)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, fmt.Errorf("encode events: %w", err)
+	if _, err := w.Write(raw); err != nil {
+		return nil, err
 	}
 	if err := w.Close(); err != nil {
 		return nil, err
 	}
+	return buf.Bytes(), nil
+}
+
+// encodeRun is the JSON array of events with each event's data spliced
+// in as it is: encoding/json would compact a json.RawMessage, and data
+// must come back byte for byte (the publisher's deduplication id hashes
+// it, and a one-event item keeps it so). Decoding into a json.RawMessage
+// keeps the bytes (but whitespace around the value, which Normalize has
+// removed from every event the pipeline reads). Empty data is encoded as null, as encoding/json does;
+// data that is not JSON cannot be packed.
+func encodeRun(events []runEvent) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	buf.WriteByte('[')
+	for i, e := range events {
+		data := e.Data
+		switch {
+		case len(data) == 0:
+			data = json.RawMessage("null")
+		case !json.Valid(data):
+			return nil, fmt.Errorf("event %s: data is not JSON", e.ID)
+		}
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		e.Data = nil
+		if err := enc.Encode(e); err != nil {
+			return nil, fmt.Errorf("encode event %s: %w", e.ID, err)
+		}
+		buf.Truncate(buf.Len() - len("}\n")) // reopen the object Encode closed
+		buf.WriteString(`,"data":`)
+		buf.Write(data)
+		buf.WriteByte('}')
+	}
+	buf.WriteByte(']')
 	return buf.Bytes(), nil
 }
 

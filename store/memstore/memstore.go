@@ -4,11 +4,11 @@
 // both to one behaviour.
 //
 // What it does not model: IAM (every principal gets a queue), receiving
-// messages, DynamoDB's exact item sizes (it counts bytes of the values, so
-// only items well over or under a limit behave alike), eventual
-// consistency (Producers is current at once) and expiry (TTL). Nothing is
-// ever throttled or refused per entry: tests inject such failures by
-// wrapping a *Store.
+// messages, DynamoDB's exact item sizes (it counts bytes of the values,
+// a packed item's undeflated, so only items well over or under a limit
+// behave alike), eventual consistency (Producers is current at once) and
+// expiry (TTL). Nothing is ever throttled or refused per entry: tests
+// inject such failures by wrapping a *Store.
 package memstore
 
 import (
@@ -30,13 +30,13 @@ type Store struct {
 	mu            sync.Mutex
 	agents        map[string]store.Agent
 	subscriptions map[string]map[string]*store.Subscription // producer -> subscriber -> subscription
-	events        map[string][]store.SubscriberEvent        // subscriber -> items in the order created
-	eventKeys     map[eventKey]bool
-	deadLetters   []store.DeadLetter             // in the order created
-	queues        map[string]*queue              // by URL
-	eventIDs      map[[2]string]store.EventClaim // (producer, eventId) -> its holder; made on first use
-	policies      map[string][]string            // agent -> subscribers-policy; made on first use
-	replays       map[replayKey]*store.Replay    // made on first use
+	items         map[string][]item                         // subscriber -> SubscriberEvents items in the order created
+	itemIndex     map[itemKey]int                           // -> its place in items
+	deadLetters   []store.DeadLetter                        // in the order created
+	queues        map[string]*queue                         // by URL
+	eventIDs      map[[2]string]store.EventClaim            // (producer, eventId) -> its holder; made on first use
+	policies      map[string][]string                       // agent -> subscribers-policy; made on first use
+	replays       map[replayKey]*store.Replay               // made on first use
 }
 
 // New returns an empty Store whose clock is now (time.Now when nil). Like
@@ -50,8 +50,8 @@ func New(now func() time.Time) *Store {
 		now:           now,
 		agents:        map[string]store.Agent{},
 		subscriptions: map[string]map[string]*store.Subscription{},
-		events:        map[string][]store.SubscriberEvent{},
-		eventKeys:     map[eventKey]bool{},
+		items:         map[string][]item{},
+		itemIndex:     map[itemKey]int{},
 		queues:        map[string]*queue{},
 	}
 }

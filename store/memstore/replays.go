@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/fanout/fanout/event"
@@ -163,40 +162,42 @@ func (s *Store) SaveReplay(ctx context.Context, r store.Replay) error {
 	return nil
 }
 
-// position is e's place in its subscriber's log, as store's sort key.
-func position(e store.SubscriberEvent) string {
-	return e.Timestamp + "#" + e.AgentID + "#" + e.EventID
-}
-
-// ReplayEvents reads one page of q's events in log order; see
-// store.(*Store).ReplayEvents. A Limit of 0 reads the whole window at once.
+// ReplayEvents reads one page of q's items in log order (by key), those
+// that begin up to store.MaxRunSpan before From included, and returns
+// their events whose timestamps lie in the window, each with its item's
+// key as Position; Limit counts items, filtered ones included. See
+// store.(*Store).ReplayEvents. A Limit of 0 reads the whole window at
+// once.
 func (s *Store) ReplayEvents(ctx context.Context, q store.ReplayQuery) ([]store.LoggedEvent, string, error) {
 	if err := ctxErr(ctx, "read events of subscriber "+q.SubscriberID); err != nil {
 		return nil, "", err
 	}
+	from, to := q.From.UTC().Format(event.TimeLayout), q.To.UTC().Format(event.TimeLayout)
+	lo := q.From.Add(-store.MaxRunSpan).UTC().Format(event.TimeLayout)
 	s.mu.Lock()
-	all := slices.Clone(s.events[q.SubscriberID])
-	s.mu.Unlock()
-	lo, hi := q.From.UTC().Format(event.TimeLayout), q.To.UTC().Format(event.TimeLayout)
-	var window []store.LoggedEvent
-	for _, e := range all {
-		p := position(e)
-		if p >= lo && p <= hi && (q.After == "" || p > q.After) {
-			window = append(window, store.LoggedEvent{SubscriberEvent: e, Position: p})
+	var page []item
+	for _, it := range s.sortedItems(q.SubscriberID) {
+		if it.key >= lo && it.key <= to && (q.After == "" || it.key > q.After) {
+			page = append(page, it)
 		}
 	}
-	slices.SortFunc(window, func(a, b store.LoggedEvent) int { return strings.Compare(a.Position, b.Position) })
 	next := ""
-	if q.Limit > 0 && len(window) >= int(q.Limit) {
-		window = window[:q.Limit]
-		next = window[len(window)-1].Position
+	if q.Limit > 0 && len(page) >= int(q.Limit) {
+		page = page[:q.Limit]
+		next = page[len(page)-1].key
 	}
 	out := []store.LoggedEvent{}
-	for _, e := range window {
-		if q.ProducerID == "" || e.AgentID == q.ProducerID {
-			e.Data = slices.Clone(e.Data)
-			out = append(out, e)
+	for _, it := range page {
+		if q.ProducerID != "" && it.events[0].AgentID != q.ProducerID {
+			continue
+		}
+		for _, e := range it.events {
+			if e.Timestamp >= from && e.Timestamp < to {
+				e.Data = slices.Clone(e.Data)
+				out = append(out, store.LoggedEvent{SubscriberEvent: e, Position: it.key})
+			}
 		}
 	}
+	s.mu.Unlock()
 	return out, next, nil
 }

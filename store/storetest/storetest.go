@@ -22,6 +22,8 @@ type Store interface {
 	Subscribers(ctx context.Context, producerID string) ([]store.Subscription, error)
 	Producers(ctx context.Context, subscriberID string) ([]store.Subscription, error)
 	PutEvent(ctx context.Context, e store.SubscriberEvent) (created bool, err error)
+	PutEventRun(ctx context.Context, events []store.SubscriberEvent) (*store.RunSpan, error)
+	RunSpans(ctx context.Context, subscriberID, producerID, shardID, from, to string) ([]store.RunSpan, error)
 	PutDeadLetter(ctx context.Context, d store.DeadLetter) (created bool, err error)
 	DeadLetters(ctx context.Context) ([]store.DeadLetter, error)
 	ListDeadLetters(ctx context.Context, q store.DeadLetterQuery) ([]store.DeadLetter, string, error)
@@ -82,6 +84,10 @@ func Run(t *testing.T, h Harness) {
 		{"SubscribeReplacesFilter", testSubscribeReplacesFilter},
 		{"PutEventIsIdempotent", testPutEventIsIdempotent},
 		{"PutEventRejects", testPutEventRejects},
+		{"PutEventRunIsIdempotent", testPutEventRunIsIdempotent},
+		{"PutEventRunMeetsPutEvent", testPutEventRunMeetsPutEvent},
+		{"PutEventRunRejects", testPutEventRunRejects},
+		{"RunSpans", testRunSpans},
 		{"PutDeadLetterIsIdempotent", testPutDeadLetterIsIdempotent},
 		{"PutDeadLetterBounds", testPutDeadLetterBounds},
 		{"PutDeadLetterRejects", testPutDeadLetterRejects},
@@ -95,6 +101,9 @@ func Run(t *testing.T, h Harness) {
 		{"SubscribersPolicy", testSubscribersPolicy},
 		{"ReplayLease", testReplayLease},
 		{"ReplayEventsPages", testReplayEventsPages},
+		{"ReplayEventsPackedWindow", testReplayEventsPackedWindow},
+		{"ReplayEventsPackedPages", testReplayEventsPackedPages},
+		{"ReplayEventsMixedItems", testReplayEventsMixedItems},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
