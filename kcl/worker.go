@@ -12,7 +12,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -87,26 +86,13 @@ const stopMargin = 3 * time.Second
 // set aside), and an error only when ctx is cancelled first, in which case
 // nothing of the batch is checkpointed and the shard's next owner reads it
 // again. Records of a DynamoDB stream carry a Change (see DecodeChange).
-//
-// A handler may also answer that a batch is not complete yet: an error
-// wrapping ErrIncomplete says that its records can be made durable only
-// together with records that follow (a write an earlier owner made reaches
-// past the batch's end). Nothing is checkpointed; the records come again,
-// followed by the next batch, in the next call. Every call therefore gets
-// every record since the shard's last checkpoint that an ErrIncomplete
-// left unacknowledged.
 type Handler interface {
 	Handle(ctx context.Context, shardID string, records []types.Record) error
 }
 
-// ErrIncomplete is what a Handler's error wraps when its batch needs the
-// records that follow it (see Handler).
-var ErrIncomplete = errors.New("batch incomplete: it needs the records that follow")
-
-// A Resumer is a Handler told when it takes a shard over: the first batch
-// then starts at the shard's checkpoint, and writes an earlier owner (or
-// an earlier lease of this worker) made from records after it may be
-// there already.
+// A Resumer is a Handler told when it takes a shard over, before its
+// first batch: writes an earlier owner (or an earlier lease of this
+// worker) made from records after the checkpoint may be there already.
 type Resumer interface {
 	Resume(shardID string)
 }
@@ -263,10 +249,7 @@ type processor struct {
 	// Nothing after it may be acknowledged, SHARD_END included, or that
 	// batch would be skipped by the next owner.
 	abandoned bool
-	// held are records since the checkpoint a handler left incomplete
-	// (ErrIncomplete): passed again, before the next batch.
-	held []types.Record
-	mu   sync.Mutex // KCL calls one processor from one goroutine; this guards Shutdown racing it
+	mu        sync.Mutex // KCL calls one processor from one goroutine; this guards Shutdown racing it
 }
 
 func (p *processor) Initialize(in *kcl.InitializationInput) {
@@ -286,26 +269,13 @@ func (p *processor) ProcessRecords(in *kcl.ProcessRecordsInput) {
 	if at := in.Records[len(in.Records)-1].ApproximateArrivalTimestamp; at != nil {
 		p.w.monitor.RecordAge(p.shardID, time.Since(*at))
 	}
-	records := in.Records
-	if len(p.held) > 0 {
-		records = slices.Concat(p.held, in.Records)
-		p.held = nil
-	}
-	err := p.w.handler.Handle(p.w.procCtx, p.shardID, records)
-	if errors.Is(err, ErrIncomplete) {
-		// Bounded: what an earlier owner wrote past its checkpoint came
-		// from one batch of at most maxRecordsPerRead records.
-		p.held = records
-		p.w.log.Info("batch held until the records that follow arrive", zap.String("shard_id", p.shardID), zap.Int("records", len(records)), zap.Error(err))
-		return
-	}
-	if err != nil {
+	if err := p.w.handler.Handle(p.w.procCtx, p.shardID, in.Records); err != nil {
 		// Stopping: leave the batch unacknowledged for the next owner.
 		p.abandoned = true
 		p.w.log.Warn("batch abandoned; the next owner replays it", zap.String("shard_id", p.shardID), zap.Error(err))
 		return
 	}
-	last := records[len(records)-1].SequenceNumber
+	last := in.Records[len(in.Records)-1].SequenceNumber
 	if err := in.Checkpointer.Checkpoint(last); err != nil {
 		// The lease may have moved: the new owner replays from its last
 		// checkpoint, and every write downstream is idempotent.
@@ -323,7 +293,7 @@ func (p *processor) Shutdown(in *kcl.ShutdownInput) {
 		p.w.log.Info("lease released", zap.String("shard_id", p.shardID))
 		return
 	}
-	if p.abandoned || len(p.held) > 0 || p.w.procCtx.Err() != nil {
+	if p.abandoned || p.w.procCtx.Err() != nil {
 		p.w.log.Warn("shard end not checkpointed: its last batch was not handled; the next owner reads it again", zap.String("shard_id", p.shardID))
 		return
 	}

@@ -3,7 +3,6 @@ package kcl
 import (
 	"context"
 	"errors"
-	"fmt"
 	"maps"
 	"slices"
 	"sync"
@@ -162,63 +161,28 @@ func TestProcessorReportsRecordAge(t *testing.T) {
 	})
 }
 
-// holdingHandler answers ErrIncomplete until a batch reaches the sequence
-// number upTo, records the batches it is given and the shards it was told
-// it resumed.
-type holdingHandler struct {
+// resumingHandler records the shards it was told it resumed, and the
+// batches it was given after.
+type resumingHandler struct {
 	fakeHandler
-	upTo    string
 	resumed []string
 }
 
-func (h *holdingHandler) Resume(shardID string) { h.resumed = append(h.resumed, shardID) }
+func (h *resumingHandler) Resume(shardID string) { h.resumed = append(h.resumed, shardID) }
 
-func (h *holdingHandler) Handle(ctx context.Context, shardID string, records []types.Record) error {
-	if err := h.fakeHandler.Handle(ctx, shardID, records); err != nil {
-		return err
+// TestProcessorTellsResumers: a handler that is a Resumer is told of each
+// shard taken over before the shard's first batch.
+func TestProcessorTellsResumers(t *testing.T) {
+	h := &resumingHandler{}
+	cfg := Config{Name: "test", Stream: "s", Region: "us-east-1", WorkerID: "w"}
+	w := newWorker(cfg, newKCLConfig(cfg, zap.NewNop()), nil, nil, h, zap.NewNop())
+	p := &processor{w: w}
+	p.Initialize(&kcl.InitializationInput{ShardId: "shard-1", ExtendedSequenceNumber: &kcl.ExtendedSequenceNumber{}})
+	if !slices.Equal(h.resumed, []string{"shard-1"}) || len(h.batches) != 0 {
+		t.Fatalf("resumed %v before batches %v; want shard-1 before any batch", h.resumed, h.batches)
 	}
-	if aws.ToString(records[len(records)-1].SequenceNumber) < h.upTo {
-		return fmt.Errorf("an item reaches %s: %w", h.upTo, ErrIncomplete)
-	}
-	return nil
-}
-
-// TestProcessorHoldsIncompleteBatches: a batch the handler calls
-// incomplete is not acknowledged and comes again, followed by the next
-// batch, until the handler takes them; a shard taken over is announced
-// to a Resumer before its first batch; and held records block the shard
-// end, so the next owner reads them again.
-func TestProcessorHoldsIncompleteBatches(t *testing.T) {
-	for _, tc := range []struct {
-		name   string
-		reason kcl.ShutdownReason
-		upTo   string
-		want   []string
-		calls  [][]string
-	}{
-		{"held until complete", kcl.TERMINATE, "4", []string{"4", "SHARD_END"}, [][]string{{"1", "2"}, {"1", "2", "3"}, {"1", "2", "3", "4"}}},
-		{"held at shard end", kcl.TERMINATE, "9", nil, [][]string{{"1", "2"}, {"1", "2", "3"}, {"1", "2", "3", "4"}}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			h := &holdingHandler{upTo: tc.upTo}
-			cfg := Config{Name: "test", Stream: "s", Region: "us-east-1", WorkerID: "w"}
-			w := newWorker(cfg, newKCLConfig(cfg, zap.NewNop()), nil, nil, h, zap.NewNop())
-			p := &processor{w: w}
-			p.Initialize(&kcl.InitializationInput{ShardId: "shard-1", ExtendedSequenceNumber: &kcl.ExtendedSequenceNumber{}})
-			if !slices.Equal(h.resumed, []string{"shard-1"}) || len(h.batches) != 0 {
-				t.Fatalf("resumed %v before batches %v; want shard-1 before any batch", h.resumed, h.batches)
-			}
-			cp := &fakeCheckpointer{}
-			for _, b := range [][]string{{"1", "2"}, {"3"}, {}, {"4"}} {
-				p.ProcessRecords(&kcl.ProcessRecordsInput{Records: records(b...), Checkpointer: cp})
-			}
-			p.Shutdown(&kcl.ShutdownInput{ShutdownReason: tc.reason, Checkpointer: cp})
-			if !slices.Equal(cp.checkpoints, tc.want) {
-				t.Errorf("checkpoints = %v, want %v", cp.checkpoints, tc.want)
-			}
-			if !slices.EqualFunc(h.batches, tc.calls, slices.Equal) {
-				t.Errorf("batches handled = %v, want %v", h.batches, tc.calls)
-			}
-		})
+	p.ProcessRecords(&kcl.ProcessRecordsInput{Records: records("1"), Checkpointer: &fakeCheckpointer{}})
+	if len(h.batches) != 1 || len(h.resumed) != 1 {
+		t.Errorf("batches %v, resumed %v; want one batch after one resume", h.batches, h.resumed)
 	}
 }

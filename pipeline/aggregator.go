@@ -17,7 +17,6 @@ import (
 
 	"github.com/fanout/fanout/event"
 	"github.com/fanout/fanout/filter"
-	"github.com/fanout/fanout/kcl"
 	"github.com/fanout/fanout/metrics"
 	"github.com/fanout/fanout/store"
 )
@@ -92,9 +91,11 @@ type Aggregator struct {
 	oneEventItems bool
 
 	mu sync.Mutex
-	// resumed holds the shards taken over (Resume) whose first batch has
-	// not been made durable yet.
-	resumed map[string]bool
+	// resumed holds, per shard taken over (Resume) or met by another
+	// writer, when that happened: until the shard's records that arrived
+	// before then are durable, other writers may have written some, and
+	// each batch first reads what (see writeRuns).
+	resumed map[string]time.Time
 }
 
 // follower is a subscription with its filter parsed.
@@ -161,7 +162,7 @@ func NewAggregator(deps AggregatorDeps, log *zap.Logger) *Aggregator {
 		log:    log,
 
 		oneEventItems: deps.OneEventItems,
-		resumed:       map[string]bool{},
+		resumed:       map[string]time.Time{},
 	}
 	a.subs.counted = func(hit bool) { rec.CacheLookup(metrics.CacheSubscribers, hit) }
 	a.known.counted = func(hit bool) { rec.CacheLookup(metrics.CacheProducers, hit) }
@@ -172,20 +173,20 @@ func NewAggregator(deps AggregatorDeps, log *zap.Logger) *Aggregator {
 // StuckAfter.
 func (a *Aggregator) Stuck() []Stuck { return a.watch.Stuck() }
 
-// Resume marks shardID as taken over (kcl.Resumer): until a batch of it
-// is durable, the aggregator first reads which of the batch's events
-// earlier writers made durable (see writeRuns).
+// Resume marks shardID as taken over (kcl.Resumer): until the records that
+// reached the stream before now are durable, each batch first reads which
+// of its events earlier writers made durable (see writeRuns).
 func (a *Aggregator) Resume(shardID string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.resumed[shardID] = true
+	if _, ok := a.resumed[shardID]; !ok {
+		a.resumed[shardID] = time.Now()
+	}
 }
 
 // Handle makes every record of one shard batch durable in SubscriberEvents
 // (or the dead letters) and returns nil; it returns an error only when ctx
-// is cancelled first, and then nothing may be checkpointed (kcl.Handler),
-// or an error wrapping kcl.ErrIncomplete when an item an earlier writer
-// made reaches past the batch's last record.
+// is cancelled first, and then nothing may be checkpointed (kcl.Handler).
 //
 // An event whose producer-chosen eventId an earlier event of its producer
 // already has (within store.EventIDWindow) is dropped: delivered to no one.
@@ -204,49 +205,32 @@ func (a *Aggregator) Handle(ctx context.Context, shardID string, records []types
 		return err
 	}
 	a.mu.Lock()
-	resumed := a.resumed[shardID]
+	since, resumed := a.resumed[shardID]
 	a.mu.Unlock()
-	runs := a.runs(shardID, batch, resumed)
-	if a.oneEventItems {
-		err := forEachLimit(ctx, runs, writeConcurrency, func(ctx context.Context, r *run) error {
-			for _, e := range r.events {
-				if err := a.writeOne(ctx, e); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		if err == nil {
-			a.resumeDone(shardID)
-		}
-		return err
-	}
-	var incomplete atomic.Bool
-	end := store.EventPosition{ShardID: shardID, Seq: aws.ToString(records[len(records)-1].SequenceNumber), Index: math.MaxInt}
-	err := forEachLimit(ctx, runs, writeConcurrency, func(ctx context.Context, r *run) error {
-		past, err := a.writeRuns(ctx, r, end)
-		if past {
-			incomplete.Store(true)
+	last := records[len(records)-1]
+	end := store.EventPosition{ShardID: shardID, Seq: aws.ToString(last.SequenceNumber), Index: math.MaxInt}
+	var met atomic.Bool // a conflict: another writer has this shard too
+	err := forEachLimit(ctx, a.runs(shardID, batch, resumed), writeConcurrency, func(ctx context.Context, r *run) error {
+		conflict, err := a.writeRuns(ctx, r, end)
+		if conflict {
+			met.Store(true)
 		}
 		return err
 	})
-	switch {
-	case err != nil:
+	if err != nil {
 		return err
-	case incomplete.Load():
-		a.Resume(shardID) // the next call reads the spans again, with more records
-		return fmt.Errorf("shard %s up to %s: %w", shardID, end.Seq, kcl.ErrIncomplete)
 	}
-	a.resumeDone(shardID)
+	switch {
+	case met.Load():
+		a.Resume(shardID)
+	case resumed && last.ApproximateArrivalTimestamp != nil && last.ApproximateArrivalTimestamp.After(since.Add(arrivalSlack)):
+		// Every record since the takeover arrived after it: nobody
+		// else wrote them.
+		a.mu.Lock()
+		delete(a.resumed, shardID)
+		a.mu.Unlock()
+	}
 	return nil
-}
-
-// resumeDone records that a batch of shardID is durable: its next batch
-// starts where nothing is written yet.
-func (a *Aggregator) resumeDone(shardID string) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	delete(a.resumed, shardID)
 }
 
 // run is one subscriber's events of one producer in a batch, in the
@@ -308,34 +292,36 @@ func (a *Aggregator) runs(shardID string, batch []fanned, resumed bool) []*run {
 	return order
 }
 
-// writeRuns makes r's events durable in packed items, each as long as
-// store.NextRun allows, one after another (so the table's stream carries
-// them in order), and reports whether an item reaches past end, the
-// batch's last position.
+// writeRuns makes r's events durable, each after the last an earlier
+// writer made durable, and reports whether it met another writer's item.
+// Packed, items are as long as store.NextRun allows; they go one after
+// another (so the table's stream carries them in order). With
+// oneEventItems each event is an item of its own (store.PutEvent).
 //
-// Why no event lands in two items, and none is skipped, however batches
-// are cut: an item holds events of one batch only, written after the
-// shard's checkpoint, and a batch is checkpointed only once no item known
-// to it reaches past its end (kcl.ErrIncomplete otherwise). So no item
-// spans a checkpoint, and a batch that starts at the checkpoint meets only
-// items that begin within it. Such items exist when an earlier writer
-// (a crashed task, a lost lease, this worker before an incomplete batch)
-// got further than the checkpoint; the aggregator then reads their spans
-// first, for every subscriber of every producer of the batch, over the
-// timestamps of the producer's events in the batch (an item's key is its
-// first event's), and writes only the events after the last span: that
-// writer wrote its items in order, so what it left out before its last
-// item it left out on purpose (its filter, a repeat, a dead letter), and
-// writing such an event now would put it behind later ones in the stream.
-// A batch that follows a durable one meets items only if another writer
-// runs the same shard at once; a conflict on an item's key then returns
-// that item's span, and writing goes on after it. An item whose key is taken by an
-// event of another position (another shard, or an item of one event
-// written before packing) gets that event skipped, as one-event items
-// always did.
-func (a *Aggregator) writeRuns(ctx context.Context, r *run, end store.EventPosition) (past bool, err error) {
-	var spans []store.RunSpan
+// Why no event lands in two items, and none is skipped or put out of
+// order, however batches are cut. Writers write each subscriber's events
+// of a producer in order, and an item says which positions it covers.
+// Other writers may have written a batch's events only if its records
+// reached the stream before the shard was taken over (Resume): the
+// earlier owner's writes, or those of one that lost the shard. For such a
+// batch (r.from set) the aggregator first reads the spans of every item
+// that may hold an event of the producer's in the batch, for every
+// subscriber of the producer, whatever its filter (store.RunSpans: items
+// that begin up to store.MaxRunSpan before the batch's first timestamp
+// and up to its last), and writes only the events after the last span
+// that begins within the batch or before it. What that writer left out
+// before its last item it left out on purpose (its filter, a repeat, a
+// dead letter), and writing such an event now would put it behind later
+// ones in the stream; an item that reaches past the batch is found again
+// by the next batch's read. A conflict on an item's key returns that
+// item's span too (another writer has the shard at once: the shard counts
+// as taken over again from then on), and writing goes on after it. An
+// item whose key is taken by an event of another position (another
+// shard's) gets that event skipped, as one-event items always did.
+func (a *Aggregator) writeRuns(ctx context.Context, r *run, end store.EventPosition) (conflict bool, err error) {
+	pending := r.events
 	if r.from != "" {
+		var spans []store.RunSpan
 		// Retried until it works: writing without knowing may duplicate.
 		err := a.watch.retryDurable(ctx, end.ShardID, func() (err error) {
 			spans, err = a.events.RunSpans(ctx, r.sub, r.producer, end.ShardID, r.from, r.to)
@@ -344,14 +330,19 @@ func (a *Aggregator) writeRuns(ctx context.Context, r *run, end store.EventPosit
 		if err != nil {
 			return false, err
 		}
+		for _, sp := range spans {
+			if store.ComparePositions(sp.First, end) <= 0 { // items after the batch hold none of it
+				pending = after(pending, sp.Last)
+			}
+		}
 	}
-	spanning := func(sp store.RunSpan) bool {
-		return store.ComparePositions(sp.First, end) <= 0 && store.ComparePositions(sp.Last, end) > 0
-	}
-	pending := r.events
-	for _, sp := range spans {
-		past = past || spanning(sp)
-		pending = after(pending, sp.Last)
+	if a.oneEventItems {
+		for _, e := range pending {
+			if err := a.writeOne(ctx, e); err != nil {
+				return false, err
+			}
+		}
+		return false, nil
 	}
 	for len(pending) > 0 {
 		n := store.NextRun(pending)
@@ -365,23 +356,30 @@ func (a *Aggregator) writeRuns(ctx context.Context, r *run, end store.EventPosit
 		case gaveUp(err) && n > 1:
 			// One event may be at fault: each goes alone, and only the
 			// one refused is set aside.
-			for _, e := range batch {
-				if err := a.writeAlone(ctx, e); err != nil {
-					return past, err
+			rest := batch
+			for len(rest) > 0 {
+				existing, err := a.writeAlone(ctx, rest[0])
+				if err != nil {
+					return conflict, err
+				}
+				rest = rest[1:]
+				if existing != nil {
+					conflict = true
+					rest = after(rest, existing.Last)
 				}
 			}
 			pending = pending[n:]
 		case gaveUp(err):
 			if err := a.setAside(ctx, batch[0], err); err != nil {
-				return past, err
+				return conflict, err
 			}
 			pending = pending[1:]
 		case err != nil:
-			return past, err
+			return conflict, err
 		case existing == nil:
 			pending = pending[n:]
 		default:
-			past = past || spanning(*existing)
+			conflict = true
 			if !existing.Covers(pending[0].Position()) {
 				a.log.Info("an item has the key of this event already; not written again", zap.String("subscriber_id", r.sub),
 					zap.String("producer_id", r.producer), zap.String("event_id", pending[0].EventID), zap.String("item", existing.Key))
@@ -390,7 +388,7 @@ func (a *Aggregator) writeRuns(ctx context.Context, r *run, end store.EventPosit
 			pending = after(pending, existing.Last)
 		}
 	}
-	return past, nil
+	return conflict, nil
 }
 
 // after returns the events of events (in order, of one shard) that
@@ -409,16 +407,18 @@ func after(events []store.SubscriberEvent, last store.EventPosition) []store.Sub
 }
 
 // writeAlone writes e as a packed item of its own, setting it aside when
-// it cannot be.
-func (a *Aggregator) writeAlone(ctx context.Context, e store.SubscriberEvent) error {
-	err := a.watch.retry(ctx, e.ShardID, func() error {
-		_, err := a.events.PutEventRun(ctx, []store.SubscriberEvent{e})
+// it cannot be; when an item has its key already, it returns that item's
+// span.
+func (a *Aggregator) writeAlone(ctx context.Context, e store.SubscriberEvent) (*store.RunSpan, error) {
+	var existing *store.RunSpan
+	err := a.watch.retry(ctx, e.ShardID, func() (err error) {
+		existing, err = a.events.PutEventRun(ctx, []store.SubscriberEvent{e})
 		return err
 	}, "write subscriber event", zap.String("subscriber_id", e.SubscriberID), zap.String("event_id", e.EventID), zap.String("seq", e.Seq))
 	if gaveUp(err) {
-		return a.setAside(ctx, e, err)
+		return nil, a.setAside(ctx, e, err)
 	}
-	return err
+	return existing, err
 }
 
 // writeOne writes e as a one-event item, setting it aside when it cannot

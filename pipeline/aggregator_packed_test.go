@@ -3,7 +3,6 @@ package pipeline
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -17,7 +16,6 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/fanout/fanout/event"
-	"github.com/fanout/fanout/kcl"
 	"github.com/fanout/fanout/store"
 )
 
@@ -61,33 +59,18 @@ func recordIDs(t *testing.T, records []types.Record) []string {
 }
 
 // drive feeds records to a, as a kcl processor that has just taken the
-// shard over does: in batches of the given sizes (the last repeated),
-// each checkpointed once Handle takes it, and a batch Handle calls
-// incomplete passed again with the next. It returns how many records are
-// checkpointed.
-func drive(t *testing.T, a *Aggregator, records []types.Record, sizes ...int) int {
+// shard over does: Resume, then batches of the given sizes (the last
+// repeated).
+func drive(t *testing.T, a *Aggregator, records []types.Record, sizes ...int) {
 	t.Helper()
 	a.Resume("shardId-1")
-	var held []types.Record
-	done, next := 0, 0
-	for i := 0; next < len(records); i++ {
-		n := sizes[min(i, len(sizes)-1)]
-		batch := slices.Concat(held, records[next:min(next+n, len(records))])
-		next = min(next+n, len(records))
-		err := a.Handle(boundedCtx(t), "shardId-1", batch)
-		switch {
-		case errors.Is(err, kcl.ErrIncomplete):
-			held = batch
-		case err != nil:
+	for i, next := 0, 0; next < len(records); i++ {
+		n := min(sizes[min(i, len(sizes)-1)], len(records)-next)
+		if err := a.Handle(boundedCtx(t), "shardId-1", records[next:next+n]); err != nil {
 			t.Fatalf("handle: %v", err)
-		default:
-			held, done = nil, next
 		}
+		next += n
 	}
-	if len(held) > 0 {
-		t.Fatalf("records %d to %d still held at the end of the shard", done, len(records))
-	}
-	return done
 }
 
 // itemIDs returns the event ids of sub's items, one slice per item, in the
@@ -267,33 +250,68 @@ func indexOf(sizes []int, i int) int {
 
 // TestAggregatorMeetsAConcurrentWriter: two tasks run one shard at once
 // for a while (a lease moved while its old owner still wrote). The one
-// that did not take the shard over meets the other's items on conflicts,
-// holds its batch while an item reaches past it, and writes nothing twice.
+// that did not take the shard over meets the other's items on a conflict,
+// counts the shard as taken over from then on, and writes nothing twice,
+// with or without a filter that makes its runs start elsewhere.
 func TestAggregatorMeetsAConcurrentWriter(t *testing.T) {
 	t.Parallel()
+	for _, filtered := range []bool{false, true} {
+		f := defaultAggregatorFakes()
+		records := packedRecords("P", 2, 3, 1, 2, 2, 1)
+		owner := newTestAggregator(t, f, nil)
+		if err := owner.Handle(boundedCtx(t), "shardId-1", records[:4]); err != nil {
+			t.Fatal(err)
+		}
+		zombie := newTestAggregator(t, f, nil) // never told it resumed
+		if filtered {
+			// Only s2 has a filter, which its first event passes: the
+			// conflict comes from s2's first item; s1's second batch
+			// is read first all the same.
+			f.store.AddSubscription(store.Subscription{ProducerID: "P", SubscriberID: "s2", CreatedAt: longAgo, Filter: []byte(`{"data":{"par":["odd"]}}`)})
+		}
+		for _, b := range [][]types.Record{records[:2], records[2:5], records[5:]} {
+			if err := zombie.Handle(boundedCtx(t), "shardId-1", b); err != nil {
+				t.Fatal(err)
+			}
+		}
+		all := recordIDs(t, records)
+		for _, sub := range []string{"s1", "s2"} {
+			var ids []string
+			for _, e := range f.store.Events(sub) {
+				ids = append(ids, e.EventID)
+			}
+			want := all
+			if filtered && sub == "s2" { // the owner's four records whole, then odd ones
+				want = slices.Concat(all[:8], []string{"P-4-0", "P-5-0"})
+			}
+			if !slices.Equal(ids, want) {
+				t.Errorf("filtered %v: %s got %v, want %v", filtered, sub, ids, want)
+			}
+		}
+	}
+}
+
+// TestAggregatorStopsReadingOnceCaughtUp: a shard taken over reads the
+// spans of earlier writers until a batch holds records that reached the
+// stream after the takeover; later batches write without reading.
+func TestAggregatorStopsReadingOnceCaughtUp(t *testing.T) {
+	t.Parallel()
 	f := defaultAggregatorFakes()
-	records := packedRecords("P", 2, 3, 1, 2, 2, 1)
-	owner := newTestAggregator(t, f, nil)
-	if err := owner.Handle(boundedCtx(t), "shardId-1", records[:4]); err != nil {
-		t.Fatal(err)
-	}
-	zombie := newTestAggregator(t, f, nil) // never told it resumed
-	err := zombie.Handle(boundedCtx(t), "shardId-1", records[:2])
-	if !errors.Is(err, kcl.ErrIncomplete) {
-		t.Fatalf("handle of a batch inside another writer's item = %v, want kcl.ErrIncomplete", err)
-	}
-	if err := zombie.Handle(boundedCtx(t), "shardId-1", records); err != nil {
-		t.Fatal(err)
-	}
-	want := recordIDs(t, records)
-	for _, sub := range []string{"s1", "s2"} {
-		var ids []string
-		for _, e := range f.store.Events(sub) {
-			ids = append(ids, e.EventID)
+	a := newTestAggregator(t, f, nil)
+	a.Resume("shardId-1")
+	records := packedRecords("P", 1, 1, 1)
+	records[1].ApproximateArrivalTimestamp = aws.Time(time.Now().Add(2 * arrivalSlack))
+	records[2].ApproximateArrivalTimestamp = aws.Time(time.Now().Add(3 * arrivalSlack))
+	var reads []int
+	for _, r := range records {
+		if err := a.Handle(boundedCtx(t), "shardId-1", []types.Record{r}); err != nil {
+			t.Fatal(err)
 		}
-		if !slices.Equal(ids, want) {
-			t.Errorf("%s got %v, want %v", sub, ids, want)
-		}
+		reads = append(reads, f.events.spanReads())
+	}
+	// Two subscribers of P: two reads per batch while taken over.
+	if want := []int{2, 4, 4}; !slices.Equal(reads, want) {
+		t.Errorf("RunSpans calls after each batch %v, want %v", reads, want)
 	}
 }
 
@@ -358,5 +376,44 @@ func TestAggregatorPoisonEventInARun(t *testing.T) {
 	letters, _ := f.store.DeadLetters(boundedCtx(t))
 	if len(letters) != 1 || letters[0].SubscriberID != "s1" || !strings.Contains(string(letters[0].Data), `"P-1-1"`) {
 		t.Errorf("dead letters %+v, want one: P-1-1 for s1", letters)
+	}
+}
+
+// singlesOnly refuses every packed item of more than one event, as
+// DynamoDB refuses an item too large.
+type singlesOnly struct{ *recordingEvents }
+
+func (s singlesOnly) PutEventRun(ctx context.Context, events []store.SubscriberEvent) (*store.RunSpan, error) {
+	if len(events) > 1 {
+		return nil, fmt.Errorf("%w: ValidationException: item too large", store.ErrRejected)
+	}
+	return s.recordingEvents.PutEventRun(ctx, events)
+}
+
+// TestAggregatorWritingAloneMeetsAnItem: a run refused whole is written
+// one event per item; when the first of those meets another writer's
+// item, the events it covers are not written again.
+func TestAggregatorWritingAloneMeetsAnItem(t *testing.T) {
+	t.Parallel()
+	f := defaultAggregatorFakes()
+	f.events.t = t
+	records := packedRecords("P", 5)
+	other := newTestAggregator(t, f, nil)
+	if err := other.Handle(boundedCtx(t), "shardId-1", packedRecords("P", 3)); err != nil { // the same first three events
+		t.Fatal(err)
+	}
+	a := NewAggregator(AggregatorDeps{Subscribers: f.subs, Agents: f.agents, Events: singlesOnly{f.events}, EventIDs: f.ids, DeadLetters: f.dead}, zaptest.NewLogger(t, zaptest.Level(zapcore.ErrorLevel)))
+	if err := a.Handle(boundedCtx(t), "shardId-1", records); err != nil {
+		t.Fatal(err)
+	}
+	want := recordIDs(t, records)
+	for _, sub := range []string{"s1", "s2"} {
+		var ids []string
+		for _, e := range f.store.Events(sub) {
+			ids = append(ids, e.EventID)
+		}
+		if !slices.Equal(ids, want) {
+			t.Errorf("%s got %v, want %v", sub, ids, want)
+		}
 	}
 }

@@ -190,6 +190,21 @@ func (p *Publisher) send(ctx context.Context, log *zap.Logger, shardID, sub stri
 			// The queue was deleted under the agent: its events wait in
 			// the dead letters; nobody else's are held up.
 			return p.setAside(ctx, shardID, msgs, byID, metrics.ReasonQueueMissing, fmt.Sprintf("queue %s does not exist: recreate it (a FIFO queue of that name, with the agent's policy), then redrive this letter (POST /deadletters/{id}/redrive)", agent.QueueURL))
+		case errors.Is(err, store.ErrBatchTooLong) && len(msgs) > 1:
+			// The queue takes less than maxBatchBytes (an endpoint or
+			// queue with the older 256 KiB limit): halves, in order.
+			c.done()
+			half := len(msgs) / 2
+			for _, part := range [][]store.QueueMessage{msgs[:half], msgs[half:]} {
+				pending := make([]pendingEvent, len(part))
+				for i, m := range part {
+					pending[i] = byID[m.ID]
+				}
+				if err := p.send(ctx, log, shardID, sub, pending, part); err != nil {
+					return err
+				}
+			}
+			return nil
 		case errors.Is(err, store.ErrRejected):
 			// SQS refused the call as invalid: resending cannot help.
 			return p.setAside(ctx, shardID, msgs, byID, metrics.ReasonRejected, "SQS refused the batch: "+err.Error()+reasonRedrive)

@@ -327,3 +327,34 @@ func TestPublisherOverlapsProducers(t *testing.T) {
 	}
 	checkQueue(t, f.sender, "s1", append(pe, qe...))
 }
+
+// TestPublisherHalvesBatchesTooLong: a queue that takes less than
+// maxBatchBytes in one batch (an endpoint with SQS's older 256 KiB) gets
+// the batch in halves, in order, down to what it takes; nothing is set
+// aside.
+func TestPublisherHalvesBatchesTooLong(t *testing.T) {
+	t.Parallel()
+	p, f := newTestPublisher(t, nil)
+	const limit = 256 << 10
+	f.sender.respond = func(n int, url string, msgs []store.QueueMessage) ([]store.BatchFailure, error) {
+		size := 0
+		for _, m := range msgs {
+			size += len(m.Body)
+		}
+		if size > limit {
+			return nil, fmt.Errorf("%w: %w: BatchRequestTooLong", store.ErrBatchTooLong, store.ErrRejected)
+		}
+		return nil, nil
+	}
+	var events []store.SubscriberEvent
+	for i := range 8 {
+		events = append(events, subscriberEvent("P", "s1", fmt.Sprintf("p%02d", i), 60_000))
+	}
+	if err := p.Handle(boundedCtx(t), "shardId-1", inserts(t, events)); err != nil {
+		t.Fatalf("handle: %v", err)
+	}
+	checkQueue(t, f.sender, "s1", events)
+	if dl := f.dead.all(); len(dl) != 0 {
+		t.Errorf("dead letters %+v, want none", dl)
+	}
+}

@@ -114,6 +114,7 @@ type recordingEvents struct {
 	calls    map[string][]string // subscriber -> eventId of every event of every call, in order
 	runs     map[string][][]string
 	inFlight map[string]bool
+	spans    int // RunSpans calls
 }
 
 // begin records a call writing events; it returns the failure fail
@@ -160,6 +161,20 @@ func (f *recordingEvents) PutEvent(ctx context.Context, e store.SubscriberEvent)
 		return false, err
 	}
 	return f.Store.PutEvent(ctx, e)
+}
+
+func (f *recordingEvents) RunSpans(ctx context.Context, subscriberID, producerID, shardID, from, to string) ([]store.RunSpan, error) {
+	f.mu.Lock()
+	f.spans++
+	f.mu.Unlock()
+	return f.Store.RunSpans(ctx, subscriberID, producerID, shardID, from, to)
+}
+
+// spanReads is how many RunSpans calls f had.
+func (f *recordingEvents) spanReads() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.spans
 }
 
 func (f *recordingEvents) PutEventRun(ctx context.Context, events []store.SubscriberEvent) (*store.RunSpan, error) {

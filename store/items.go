@@ -31,6 +31,8 @@ const (
 	codeQueueDeletedRecently       = "QueueDeletedRecently"
 	codeQueueDeletedRecentlyLegacy = "AWS.SimpleQueueService.QueueDeletedRecently"
 	codeInvalidAttributeValue      = "InvalidAttributeValue"
+	codeBatchRequestTooLong        = "BatchRequestTooLong"
+	codeBatchRequestTooLongLegacy  = "AWS.SimpleQueueService.BatchRequestTooLong"
 )
 
 // hasCode reports whether err is an AWS API error with one of codes.

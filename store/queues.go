@@ -90,11 +90,8 @@ func (s *Store) SendMessages(ctx context.Context, queueURL string, msgs []QueueM
 		}
 	}
 	out, err := s.sqs.SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: aws.String(queueURL), Entries: entries})
-	switch {
-	case hasCode(err, codeQueueDoesNotExist, codeQueueDoesNotExistLegacy):
-		return nil, fmt.Errorf("send %d messages to queue %s: %w: %w", len(msgs), queueURL, ErrQueueMissing, err)
-	case err != nil:
-		return nil, fmt.Errorf("send %d messages to queue %s: %w", len(msgs), queueURL, rejectable(err))
+	if err != nil {
+		return nil, fmt.Errorf("send %d messages to queue %s: %w", len(msgs), queueURL, sendError(err))
 	}
 	for _, f := range out.Failed {
 		code := aws.ToString(f.Code)
@@ -111,4 +108,17 @@ func (s *Store) SendMessages(ctx context.Context, queueURL string, msgs []QueueM
 		})
 	}
 	return failed, nil
+}
+
+// sendError wraps a failed SendMessageBatch's err with what callers
+// branch on: ErrQueueMissing, ErrBatchTooLong (and ErrRejected), or
+// ErrRejected when SQS refused it as invalid.
+func sendError(err error) error {
+	switch {
+	case hasCode(err, codeQueueDoesNotExist, codeQueueDoesNotExistLegacy):
+		return fmt.Errorf("%w: %w", ErrQueueMissing, err)
+	case hasCode(err, codeBatchRequestTooLong, codeBatchRequestTooLongLegacy):
+		return fmt.Errorf("%w: %w: %w", ErrBatchTooLong, ErrRejected, err)
+	}
+	return rejectable(err)
 }

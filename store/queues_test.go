@@ -9,6 +9,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/aws/smithy-go"
 )
 
@@ -138,5 +139,26 @@ func TestSendMessagesBatchSize(t *testing.T) {
 	}
 	if failed, err := s.SendMessages(ctx, "http://unused", nil); err != nil || failed != nil {
 		t.Errorf("SendMessages(none) = %v, %v; want nil, nil", failed, err)
+	}
+}
+
+// TestSendError: what callers branch on for each SendMessageBatch failure
+// (the emulator enforces no batch size, so the answers are built here).
+func TestSendError(t *testing.T) {
+	for _, tc := range []struct {
+		name                      string
+		err                       error
+		missing, tooLong, refused bool
+	}{
+		{"batch too long", sdkError(400, &sqstypes.BatchRequestTooLong{}), false, true, true},
+		{"batch too long, legacy code", sdkError(400, generic("AWS.SimpleQueueService.BatchRequestTooLong")), false, true, true},
+		{"queue missing", sdkError(400, &sqstypes.QueueDoesNotExist{}), true, false, false},
+		{"ids not distinct", sdkError(400, &sqstypes.BatchEntryIdsNotDistinct{}), false, false, true},
+		{"throttled", sdkError(400, generic("ThrottlingException")), false, false, false},
+	} {
+		err := sendError(tc.err)
+		if errors.Is(err, ErrQueueMissing) != tc.missing || errors.Is(err, ErrBatchTooLong) != tc.tooLong || errors.Is(err, ErrRejected) != tc.refused {
+			t.Errorf("%s: %v; want missing %v, too long %v, rejected %v", tc.name, err, tc.missing, tc.tooLong, tc.refused)
+		}
 	}
 }

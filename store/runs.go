@@ -238,11 +238,16 @@ func (s *Store) runItem(events []SubscriberEvent) (map[string]types.AttributeVal
 }
 
 // RunSpans returns the spans of subscriberID's items of producerID from
-// shardID whose keys' timestamps lie between from and to (both included,
-// as event timestamps): every item that holds an event of that shard
-// with a timestamp in that range and begins there. Read strongly
-// consistently, page by page.
+// shardID that may hold an event with a timestamp between from and to
+// (both included, event timestamps): those whose keys' timestamps lie
+// between from less MaxRunSpan and to, since every event of an item is
+// less than MaxRunSpan after its key's. Read strongly consistently, page
+// by page, in key order.
 func (s *Store) RunSpans(ctx context.Context, subscriberID, producerID, shardID, from, to string) ([]RunSpan, error) {
+	lo, err := RunSpanStart(from)
+	if err != nil {
+		return nil, fmt.Errorf("read runs of producer %s for subscriber %s: %w: from: %w", producerID, subscriberID, ErrRejected, err)
+	}
 	// No placeholder is a prefix of another: the emulator substitutes
 	// them as plain text, in any order.
 	in := &dynamodb.QueryInput{
@@ -256,11 +261,21 @@ func (s *Store) RunSpans(ctx context.Context, subscriberID, producerID, shardID,
 		},
 		ExpressionAttributeValues: map[string]types.AttributeValue{
 			// '$' sorts after '#': every key of to's millisecond is below hi.
-			":sub": attrS(subscriberID), ":lo": attrS(from), ":hi": attrS(to + "$"), ":prod": attrS(producerID), ":shard": attrS(shardID),
+			":sub": attrS(subscriberID), ":lo": attrS(lo), ":hi": attrS(to + "$"), ":prod": attrS(producerID), ":shard": attrS(shardID),
 		},
 		ConsistentRead: aws.Bool(true),
 	}
 	return queryAll(ctx, s, in, decodeSpan)
+}
+
+// RunSpanStart is the lowest key timestamp of an item that may hold an
+// event of timestamp from: MaxRunSpan earlier.
+func RunSpanStart(from string) (string, error) {
+	t, err := time.Parse(time.RFC3339, from)
+	if err != nil {
+		return "", err
+	}
+	return formatTime(t.Add(-MaxRunSpan)), nil
 }
 
 // decodeSpan reads the span of a SubscriberEvents item of either format

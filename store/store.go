@@ -34,6 +34,11 @@ var (
 	// other faults an operator can fix are not ErrRejected: retrying them
 	// succeeds once the cause is gone (see rejected in items.go).
 	ErrRejected = errors.New("AWS refused the request as invalid; retrying will not help")
+	// ErrBatchTooLong: SQS refused a batch because its messages together
+	// are over the queue's limit (1 MiB, or less on endpoints or queues
+	// that keep the older 256 KiB). The error wraps ErrRejected too: the
+	// same batch fails again, but smaller ones may not.
+	ErrBatchTooLong = errors.New("batch too long for the queue")
 )
 
 // Errors of redriving a dead letter (pipeline.Redriver), here beside the

@@ -150,13 +150,17 @@ func (s *Store) putItem(it item) (existing item, created bool) {
 }
 
 // RunSpans returns the spans of subscriberID's items of producerID from
-// shardID whose keys' timestamps lie between from and to, both included,
+// shardID that may hold an event with a timestamp between from and to,
 // in key order; see store.(*Store).RunSpans.
 func (s *Store) RunSpans(ctx context.Context, subscriberID, producerID, shardID, from, to string) ([]store.RunSpan, error) {
 	if err := ctxErr(ctx, fmt.Sprintf("read spans of producer %s for subscriber %s", producerID, subscriberID)); err != nil {
 		return nil, err
 	}
-	lo, hi := from, to+"$" // '$' sorts after '#', as in store
+	lo, err := store.RunSpanStart(from)
+	if err != nil {
+		return nil, fmt.Errorf("read runs of producer %s for subscriber %s: %w: from: %w", producerID, subscriberID, store.ErrRejected, err)
+	}
+	hi := to + "$" // '$' sorts after '#', as in store
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := []store.RunSpan{}

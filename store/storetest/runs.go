@@ -261,14 +261,15 @@ func incompressible(n, size int) []json.RawMessage {
 func testRunSpans(t *testing.T, h Harness) {
 	s := h.New(t)
 	ctx := testContext(t)
-	before := run("s", "p", "A", "before", 10, -1, 5)
+	before := run("s", "p", "A", "before", 10, -1001)     // begins MaxRunSpan and 1 ms before from: cannot hold an event of the range
+	lookBack := run("s", "p", "A", "back", 15, -1000, -1) // begins MaxRunSpan before from: may
 	atFrom := run("s", "p", "A", "from", 20, 0, 0, 2)
 	middle := run("s", "p", "A", "mid", 30, 500, 600)
 	one := runEvent("s", "p", "A", "one", 700, 40)
 	atTo := run("s", "p", "A", "to", 50, 1000, 1200)
 	after := run("s", "p", "A", "after", 60, 1001)
 	for _, r := range [][]store.SubscriberEvent{
-		before, atFrom, middle, atTo, after,
+		before, lookBack, atFrom, middle, atTo, after,
 		run("s", "q", "A", "q", 70, 500),  // another producer
 		run("s", "p", "B", "b", 80, 500),  // another shard
 		run("s2", "p", "A", "x", 90, 500), // another subscriber
@@ -278,11 +279,11 @@ func testRunSpans(t *testing.T, h Harness) {
 	putOne(t, s, one)
 
 	spans, err := s.RunSpans(ctx, "s", "p", "A", runTime(0), runTime(1000))
-	want := []store.RunSpan{spanOf(atFrom...), spanOf(middle...), spanOf(one), spanOf(atTo...)}
+	want := []store.RunSpan{spanOf(lookBack...), spanOf(atFrom...), spanOf(middle...), spanOf(one), spanOf(atTo...)}
 	if err != nil || !slices.Equal(spans, want) {
 		t.Errorf("RunSpans = %+v, %v\nwant %+v", spans, err, want)
 	}
-	if spans, err := s.RunSpans(ctx, "s", "p", "A", runTime(2000), runTime(3000)); err != nil || len(spans) != 0 {
+	if spans, err := s.RunSpans(ctx, "s", "p", "A", runTime(2300), runTime(3000)); err != nil || len(spans) != 0 {
 		t.Errorf("RunSpans of an empty range = %+v, %v; want none", spans, err)
 	}
 }
