@@ -10,6 +10,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"github.com/fanout/fanout/event"
 )
 
 // deadLetterJSON is a dead letter as the API shows it.
@@ -19,9 +21,10 @@ type deadLetterJSON struct {
 }
 
 // TestRedriveAfterQueueRecreated: a subscriber's queue is deleted, its
-// events are dead-lettered; the API lists them newest first (page by page,
-// by subscriber), shows one with its data, and answers 409 to a redrive
-// while the queue is missing. Once the queue is recreated, redriving each
+// events are dead-lettered, one letter per event though they come in
+// multi-event records (packed into runs in SubscriberEvents); the API lists
+// them newest first (page by page, by subscriber), shows each with its
+// data, and answers 409 to a redrive while the queue is missing. Once the queue is recreated, redriving each
 // (oldest first) delivers every event once, in order; redriving them all
 // again delivers nothing more; DELETE discards one.
 func TestRedriveAfterQueueRecreated(t *testing.T) {
@@ -34,7 +37,8 @@ func TestRedriveAfterQueueRecreated(t *testing.T) {
 		t.Fatal(err)
 	}
 	const n = 6
-	publish(t, s, numbered(producer, 0, n)...)
+	publish(t, s, numbered(producer, 0, n/2)...)
+	publish(t, s, numbered(producer, n/2, n/2)...)
 
 	var letters []deadLetterJSON // newest first
 	waitFor(t, deliveryTimeout, "every event listed as a dead letter", func() bool {
@@ -57,11 +61,22 @@ func TestRedriveAfterQueueRecreated(t *testing.T) {
 		}
 	})
 	path := func(l deadLetterJSON) string { return s.url + "/deadletters/" + url.PathEscape(l.ID) }
-	var one deadLetterJSON
-	json.Unmarshal(mustCall(t, 200, "GET", path(letters[0]), nil), &one)
-	if one.Data == nil || !strings.Contains(*one.Data, `"n":5`) || one.Stage != "publisher" || one.SubscriberID != gone.ID ||
-		one.ProducerID != producer.ID || one.ShardID == "" || one.SequenceNumber == "" || !strings.Contains(one.Reason, "recreate it") {
-		t.Errorf("newest dead letter = %+v; want event 5's message for %s, its shard, sequence number and a reason saying to recreate the queue", one, gone.ID)
+	events := map[string]bool{}
+	for i, l := range letters {
+		var one deadLetterJSON
+		json.Unmarshal(mustCall(t, 200, "GET", path(l), nil), &one)
+		var m event.Message
+		if one.Data != nil {
+			json.Unmarshal([]byte(*one.Data), &m)
+		}
+		if want := n - 1 - i; dataN(m) != want || m.EventID == "" || one.Stage != "publisher" || one.SubscriberID != gone.ID ||
+			one.ProducerID != producer.ID || one.ShardID == "" || one.SequenceNumber == "" || !strings.Contains(one.Reason, "recreate it") {
+			t.Errorf("dead letter %d = %+v; want event %d's message for %s, its shard, sequence number and a reason saying to recreate the queue", i, one, want, gone.ID)
+		}
+		if events[m.EventID] {
+			t.Errorf("event %s has two dead letters", m.EventID)
+		}
+		events[m.EventID] = true
 	}
 	status, body := call(t, "POST", path(letters[0])+"/redrive", nil)
 	if status != 409 || !strings.Contains(string(body), "still does not exist") {

@@ -400,10 +400,17 @@ func TestMissingQueueDelaysOnlyItsSubscriber(t *testing.T) {
 		letters, err = e.store.DeadLetters(context.Background())
 		return err == nil && len(letters) >= n
 	})
+	perEvent := map[string]int{} // the events come in records of 5: one letter each
 	for _, l := range letters {
 		var m event.Message
 		if err := json.Unmarshal(l.Data, &m); err != nil || l.Stage != "publisher" || m.SubscriberID != gone.ID || !strings.Contains(l.Reason, "does not exist") {
 			t.Errorf("dead letter %s: stage %s, reason %q, data %s; want the publisher's, for %s, saying the queue does not exist", l.ID, l.Stage, l.Reason, l.Data, gone.ID)
+		}
+		perEvent[m.EventID]++
+	}
+	for id, c := range perEvent {
+		if c != 1 {
+			t.Errorf("event %s has %d dead letters, want 1", id, c)
 		}
 	}
 	if len(letters) != n {

@@ -73,11 +73,13 @@ func renumber(t *testing.T, msgs []event.Message, from int) []event.Message {
 
 func jsonInt(n int) string { b, _ := json.Marshal(n); return string(b) }
 
-// spaced is numbered with timestamps a millisecond apart from at.
+// spaced is numbered with timestamps store.MaxRunSpan apart from at: each
+// event is an item of its own, so replays page and pace event by event
+// (events closer together share a packed item, which a replay sends whole).
 func spaced(producer store.Agent, n int, at time.Time) []postEvent {
 	events := numbered(producer, 0, n)
 	for i := range events {
-		events[i].Timestamp = at.Add(time.Duration(i) * time.Millisecond).UTC().Format(time.RFC3339Nano)
+		events[i].Timestamp = at.Add(time.Duration(i) * store.MaxRunSpan).UTC().Format(time.RFC3339Nano)
 	}
 	return events
 }
