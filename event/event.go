@@ -28,8 +28,9 @@ var ErrTooLarge = errors.New("event too large")
 // straight into Kinesis.
 const (
 	// MaxBytes bounds an event's JSON encoding: it must fit, with the
-	// delivery fields, in one SQS message (256 KiB) and, with its keys, in
-	// one DynamoDB item (400 KB).
+	// delivery fields, in one SQS message at the 256 KiB that SQS allowed
+	// before 2025 (and emulators and older queues still do; SQS now takes
+	// 1 MiB) and, with its keys, in one DynamoDB item (400 KB).
 	MaxBytes = 250 << 10
 	// MaxAgentIDLen is the Kinesis partition key limit (agentId is it).
 	MaxAgentIDLen = 256
