@@ -227,15 +227,7 @@ func TestPutEventRunRejected(t *testing.T) {
 // packed encoding: data of every JSON kind, spaced, escaped, long
 // numbers; arrival times or none; indexes within a record.
 func roundTripRuns() [][]SubscriberEvent {
-	datas := []string{
-		`{"n":1}`,
-		`{ "spaced" : [1, 2.50, 1e3],  "keep":"as is" }`,
-		`{"unicode":"héllo ✓ \u00e9 \ud83d\ude00","escapes":"a\"b\\c\n\t","html":"<a&b>"}`,
-		`"just a string"`,
-		`12345678901234567890.5`,
-		`null`,
-		`[true,false,{}]`,
-	}
+	datas := roundTripData
 	a := make([]SubscriberEvent, len(datas))
 	for i, d := range datas {
 		e := testEvent("sub-1", fmt.Sprintf("ev-%d", i))
