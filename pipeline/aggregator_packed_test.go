@@ -141,8 +141,9 @@ func TestAggregatorSplitsRunsAtTheItemLimit(t *testing.T) {
 // TestAggregatorRebatching: a writer that wrote part of what follows the
 // checkpoint and stopped (crash, lease lost) is followed by another that
 // reads the same records in other batches, with or without the same
-// filters. Every event ends in exactly one item, in the producer's order,
-// and nothing past what the first writer covered is skipped.
+// filters, packing or writing one item per event. Every event ends in
+// exactly one item, in the producer's order, and nothing past what the
+// first writer covered is skipped.
 func TestAggregatorRebatching(t *testing.T) {
 	t.Parallel()
 	rng := rand.New(rand.NewPCG(1, 2))
@@ -188,6 +189,9 @@ func TestAggregatorRebatching(t *testing.T) {
 		}
 		f.store.AddSubscription(store.Subscription{ProducerID: "P", SubscriberID: "s2", CreatedAt: longAgo, Filter: filter})
 		b := newTestAggregator(t, f, nil)
+		if round%4 == 3 { // the second writer is a task with FANOUT_PACK_EVENTS=false
+			b = NewAggregator(AggregatorDeps{Subscribers: f.subs, Agents: f.agents, Events: f.events, EventIDs: f.ids, DeadLetters: f.dead, OneEventItems: true}, zaptest.NewLogger(t, zaptest.Level(zapcore.ErrorLevel)))
+		}
 		drive(t, b, records, secondBatch)
 
 		all := recordIDs(t, records)
