@@ -40,13 +40,15 @@ func deadLetterIndexes(d DeadLetter) map[string]types.AttributeValue {
 
 // ListKey is where d sorts among dead letters: by time, then, within a
 // millisecond, by sequence number (left-padded, so that a shard's letters
-// keep the order of its records), then by id.
+// keep the order of its records), then by the rest of the time, to the
+// nanosecond (the events of one packed item share its record, and are set
+// aside one after another, in order), then by id.
 func ListKey(d DeadLetter) string {
 	seq := d.Seq
 	if len(seq) < seqWidth {
 		seq = strings.Repeat("0", seqWidth-len(seq)) + seq
 	}
-	return formatTime(d.At) + "#" + seq + "#" + d.ID
+	return formatTime(d.At) + "#" + seq + "#" + fmt.Sprintf("%06d", d.At.Nanosecond()%int(time.Millisecond)) + "#" + d.ID
 }
 
 // seqWidth is more digits than any Kinesis or DynamoDB Streams sequence

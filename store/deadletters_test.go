@@ -186,3 +186,19 @@ func TestPutDeadLetterRefusedByDynamoDB(t *testing.T) {
 		t.Errorf("PutDeadLetter into a table of another key schema = %v; want ErrRejected wrapping a ValidationException", err)
 	}
 }
+
+// TestListKeyOrdersWithinAMillisecond: letters of one millisecond and one
+// stream record (the events of one packed item, set aside one after
+// another) list in the order they were made, whatever their ids.
+func TestListKeyOrdersWithinAMillisecond(t *testing.T) {
+	at := time.Date(2026, 12, 3, 18, 0, 0, 5_000_000, time.UTC)
+	first := DeadLetter{ID: "publisher/s/p/zzz", Seq: "4959", At: at.Add(1 * time.Microsecond)}
+	second := DeadLetter{ID: "publisher/s/p/aaa", Seq: "4959", At: at.Add(2 * time.Microsecond)}
+	if ListKey(first) >= ListKey(second) {
+		t.Errorf("ListKey(%s) = %s, not before ListKey(%s) = %s", first.ID, ListKey(first), second.ID, ListKey(second))
+	}
+	later := DeadLetter{ID: "publisher/s/p/000", Seq: "1", At: at.Add(time.Millisecond)}
+	if ListKey(second) >= ListKey(later) {
+		t.Errorf("a letter of the next millisecond lists before one of this: %s >= %s", ListKey(second), ListKey(later))
+	}
+}
