@@ -263,16 +263,16 @@ func (a *Aggregator) runs(shardID string, batch []fanned, resumed bool) []*run {
 	}
 	for _, f := range batch {
 		if resumed {
+			lo, hi := f.events[0].Timestamp, f.events[0].Timestamp
+			for _, e := range f.events[1:] {
+				lo, hi = min(lo, e.Timestamp), max(hi, e.Timestamp)
+			}
 			for _, sub := range f.followers {
 				r := get(sub.SubscriberID, f.events[0].AgentID)
-				for _, e := range f.events {
-					if r.from == "" || e.Timestamp < r.from {
-						r.from = e.Timestamp
-					}
-					if e.Timestamp > r.to {
-						r.to = e.Timestamp
-					}
+				if r.from == "" || lo < r.from {
+					r.from = lo
 				}
+				r.to = max(r.to, hi)
 			}
 		}
 		for _, sub := range f.subs {

@@ -2,11 +2,13 @@ package store
 
 import (
 	"bytes"
+	"cmp"
 	"compress/flate"
 	"context"
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -81,26 +83,7 @@ func (s RunSpan) Covers(p EventPosition) bool {
 // ComparePositions orders two positions of one shard: by sequence number
 // (a decimal string of any length), then index. It returns -1, 0 or 1.
 func ComparePositions(a, b EventPosition) int {
-	switch {
-	case len(a.Seq) != len(b.Seq):
-		return cmpInt(len(a.Seq), len(b.Seq))
-	case a.Seq != b.Seq:
-		if a.Seq < b.Seq {
-			return -1
-		}
-		return 1
-	}
-	return cmpInt(a.Index, b.Index)
-}
-
-func cmpInt(a, b int) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
+	return cmp.Or(cmp.Compare(len(a.Seq), len(b.Seq)), strings.Compare(a.Seq, b.Seq), cmp.Compare(a.Index, b.Index))
 }
 
 // Position is where e stands in the stream.
